@@ -1,0 +1,151 @@
+"""A data directory as a backend: one file per object, fsync'd file and directory on commit.
+
+Must never acknowledge a write before ``fsync`` of the file and, for a new file, of the
+directory entry that names it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from medfabric.blobstore.backend import AppendHandle, Backend, BackendError, Capacity, ObjectInfo
+
+
+def fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalAppendHandle(AppendHandle):
+    def __init__(self, path: Path, truncate_to: int | None) -> None:
+        self._path = path
+        created = not path.exists()
+        if created:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        if truncate_to is not None:
+            os.ftruncate(self._fd, truncate_to)
+        self._size = os.fstat(self._fd).st_size
+        self._new_entry = created
+
+    def write(self, data: bytes) -> int:
+        offset = self._size
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self._fd, view, self._size)
+            self._size += written
+            view = view[written:]
+        return offset
+
+    def sync(self) -> None:
+        os.fsync(self._fd)
+        if self._new_entry:
+            fsync_directory(self._path.parent)
+            self._new_entry = False
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+
+class LocalBackend(Backend):
+    kind = "local"
+    supports_append = True
+
+    def __init__(self, location_id: int, root: Path) -> None:
+        self.location_id = location_id
+        self.root = root
+        self.uri = str(root)
+        self._read_fds: dict[str, int] = {}
+
+    def _path(self, name: str) -> Path:
+        return self.root / name
+
+    def put(self, name: str, data: bytes) -> None:
+        path = self._path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + ".tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+        fsync_directory(path.parent)
+
+    def open_append(self, name: str, *, truncate_to: int | None = None) -> AppendHandle:
+        self._forget(name)
+        return LocalAppendHandle(self._path(name), truncate_to)
+
+    def read(self, name: str, offset: int, length: int) -> bytes:
+        try:
+            fd = self._read_fds.get(name)
+            if fd is None:
+                fd = os.open(self._path(name), os.O_RDONLY)
+                if len(self._read_fds) > 256:
+                    self._forget_all()
+                self._read_fds[name] = fd
+            data = os.pread(fd, length, offset)
+        except OSError as error:
+            self._forget(name)
+            raise BackendError(f"{self.uri}: cannot read {name}: {error.strerror}") from error
+        if len(data) != length:
+            raise BackendError(f"{self.uri}: {name} is shorter than {offset + length} bytes")
+        return data
+
+    def delete(self, name: str) -> None:
+        self._forget(name)
+        with contextlib.suppress(FileNotFoundError):
+            self._path(name).unlink()
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        base = self.root
+        for dirpath, _dirs, files in os.walk(base):
+            for filename in files:
+                if filename.endswith(".tmp"):
+                    continue
+                full = Path(dirpath, filename)
+                name = full.relative_to(base).as_posix()
+                if name.startswith(prefix):
+                    with contextlib.suppress(FileNotFoundError):
+                        yield ObjectInfo(name, full.stat().st_size)
+
+    def stat(self, name: str) -> ObjectInfo | None:
+        try:
+            return ObjectInfo(name, self._path(name).stat().st_size)
+        except FileNotFoundError:
+            return None
+
+    def capacity(self) -> Capacity | None:
+        try:
+            usage = shutil.disk_usage(self.root)
+        except OSError:
+            return None
+        return Capacity(usage.total, usage.used, usage.free)
+
+    def _forget(self, name: str) -> None:
+        fd = self._read_fds.pop(name, None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _forget_all(self) -> None:
+        for name in list(self._read_fds):
+            self._forget(name)
+
+    def close(self) -> None:
+        self._forget_all()

@@ -1,0 +1,118 @@
+"""The pack format: a header, then blob records, each self-describing and checksummed.
+
+Specified byte for byte in docs/design/pack-format.md; a second reader can be written from it.
+All integers are little-endian. A pack can be scanned from the start to rebuild the blob index:
+a record whose magic, header CRC or payload CRC does not check marks the end of the valid data
+(a torn append that was never acknowledged).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+PACK_MAGIC = b"MFPACK\x00\x01"
+PACK_HEADER = struct.Struct("<8s16sII")  # magic, pack id, volume id, flags
+PACK_HEADER_SIZE = PACK_HEADER.size  # 32
+
+RECORD_MAGIC = b"MFB1"
+RECORD_HEADER = struct.Struct("<4s32sB3xQQI")  # magic, blob id, codec, pad, length, stored, payload crc
+RECORD_CRC = struct.Struct("<I")
+RECORD_HEADER_SIZE = RECORD_HEADER.size + RECORD_CRC.size  # 64
+
+
+def new_pack_id() -> str:
+    """128 bits, hex: 48 bits of milliseconds (so ids sort by age) then 80 random bits."""
+    millis = time.time_ns() // 1_000_000
+    return (millis.to_bytes(6, "big") + os.urandom(10)).hex()
+
+
+def pack_object_name(volume_id: int, pack_id: str) -> str:
+    return f"packs/{volume_id}/{pack_id[-2:]}/{pack_id}.pack"
+
+
+def encode_pack_header(pack_id: str, volume_id: int) -> bytes:
+    return PACK_HEADER.pack(PACK_MAGIC, bytes.fromhex(pack_id), volume_id, 0)
+
+
+@dataclass(frozen=True)
+class PackHeader:
+    pack_id: str
+    volume_id: int
+
+
+def decode_pack_header(data: bytes) -> PackHeader:
+    if len(data) < PACK_HEADER_SIZE:
+        raise ValueError("pack shorter than its header")
+    magic, raw_id, volume_id, _flags = PACK_HEADER.unpack_from(data)
+    if magic != PACK_MAGIC:
+        raise ValueError("not a medfabric pack (bad magic)")
+    return PackHeader(raw_id.hex(), volume_id)
+
+
+def encode_record(blob_id: bytes, codec: int, length: int, payload: bytes) -> bytes:
+    """The record header followed by the payload, as one buffer ready to append."""
+    head = RECORD_HEADER.pack(RECORD_MAGIC, blob_id, codec, length, len(payload), zlib.crc32(payload))
+    return head + RECORD_CRC.pack(zlib.crc32(head)) + payload
+
+
+@dataclass(frozen=True)
+class RecordHeader:
+    blob_id: bytes
+    codec: int
+    length: int
+    stored_length: int
+    payload_crc: int
+
+
+def decode_record_header(data: bytes) -> RecordHeader:
+    if len(data) < RECORD_HEADER_SIZE:
+        raise ValueError("record header truncated")
+    magic, blob_id, codec, length, stored, payload_crc = RECORD_HEADER.unpack_from(data)
+    (header_crc,) = RECORD_CRC.unpack_from(data, RECORD_HEADER.size)
+    if magic != RECORD_MAGIC:
+        raise ValueError("bad record magic")
+    if zlib.crc32(data[: RECORD_HEADER.size]) != header_crc:
+        raise ValueError("record header checksum mismatch")
+    return RecordHeader(blob_id, codec, length, stored, payload_crc)
+
+
+def check_record(record: bytes, expected_blob_id: bytes) -> tuple[RecordHeader, bytes]:
+    """Verify a whole record (header and payload CRCs, blob id); return its header and payload."""
+    header = decode_record_header(record)
+    if header.blob_id != expected_blob_id:
+        raise ValueError("record holds another blob")
+    payload = record[RECORD_HEADER_SIZE:]
+    if len(payload) != header.stored_length:
+        raise ValueError("record payload truncated")
+    if zlib.crc32(payload) != header.payload_crc:
+        raise ValueError("record payload checksum mismatch")
+    return header, payload
+
+
+@dataclass(frozen=True)
+class ScannedRecord:
+    offset: int
+    header: RecordHeader
+
+
+def scan_records(read: Callable[[int, int], bytes], size: int) -> Iterator[ScannedRecord]:
+    """Walk a pack's records from the start; stop at the first record that does not check."""
+    offset = PACK_HEADER_SIZE
+    while offset + RECORD_HEADER_SIZE <= size:
+        try:
+            header = decode_record_header(read(offset, RECORD_HEADER_SIZE))
+        except ValueError:
+            return
+        end = offset + RECORD_HEADER_SIZE + header.stored_length
+        if end > size:
+            return
+        payload = read(offset + RECORD_HEADER_SIZE, header.stored_length)
+        if zlib.crc32(payload) != header.payload_crc:
+            return
+        yield ScannedRecord(offset, header)
+        offset = end

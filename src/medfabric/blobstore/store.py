@@ -1,0 +1,512 @@
+"""Writers that append blobs to packs on N replicas, and reads verified against every checksum.
+
+A ``PackWriter`` makes blobs durable at ``flush()`` on at least the volume's minimum replication
+and hands back a ``FlushResult`` that the caller records in its own catalog transaction: a
+write is acknowledged only after both. Reads try each replica in turn and never return bytes
+that fail the record CRCs, the codec's authentication or the blob id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from medfabric.blobstore import codec as codecs
+from medfabric.blobstore.backend import AppendHandle, Backend, BackendError
+from medfabric.blobstore.index import BlobLocation, FlushResult, PackRow, format_replicas, pack_row
+from medfabric.blobstore.pack import (
+    PACK_HEADER_SIZE,
+    RECORD_HEADER_SIZE,
+    check_record,
+    encode_pack_header,
+    encode_record,
+    new_pack_id,
+    pack_object_name,
+)
+from medfabric.catalog.engine import Catalog
+from medfabric.catalog.schema import packs
+from medfabric.clock import Clock, SystemClock
+from medfabric.errors import IntegrityError, Unavailable
+
+PACK_TARGET_SIZE = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How many copies a volume's packs get, and whether small blobs share packs."""
+
+    replication: int
+    min_replication: int
+    packing: bool = True
+
+
+BadReplicaHandler = Callable[[str, int, str], None]
+
+
+class BlobStore:
+    """All the backends of a fabric, one set of writers per process, and verified reads."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        backends: Sequence[Backend],
+        *,
+        clock: Clock | None = None,
+        pack_target_size: int = PACK_TARGET_SIZE,
+    ) -> None:
+        if not backends:
+            raise Unavailable("the fabric has no storage locations")
+        self.catalog = catalog
+        self.backends = {backend.location_id: backend for backend in backends}
+        self.clock = clock or SystemClock()
+        self.pack_target_size = pack_target_size
+        self.writer_id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+        self.on_bad_replica: BadReplicaHandler | None = None
+        self._replicas: dict[str, tuple[int, ...]] = {}
+        self._writers: dict[int, PackWriter] = {}
+        self._lock = threading.Lock()
+        self.io_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="medfabric-io")
+
+    @property
+    def appendable(self) -> bool:
+        return all(backend.supports_append for backend in self.backends.values())
+
+    def max_replication(self) -> int:
+        """Copies the store itself can keep: data directories, or 1 where the object store replicates."""
+        return len(self.backends) if self.appendable else 1
+
+    def writer(self, volume_id: int, placement: Placement) -> PackWriter:
+        with self._lock:
+            writer = self._writers.get(volume_id)
+            if writer is None or writer.placement != placement:
+                if writer is not None:
+                    writer.release()
+                writer = self._writers[volume_id] = PackWriter(self, volume_id, placement)
+            return writer
+
+    def choose_locations(self, count: int) -> tuple[int, ...]:
+        candidates = list(self.backends.values())
+        if self.appendable:
+
+            def free(backend: Backend) -> int:
+                capacity = backend.capacity()
+                return capacity.free_bytes if capacity else 0
+
+            random.shuffle(candidates)
+            candidates.sort(key=free, reverse=True)
+        return tuple(backend.location_id for backend in candidates[: max(1, min(count, len(candidates)))])
+
+    def replicas_of(self, pack_id: str, *, refresh: bool = False) -> tuple[int, ...]:
+        replicas = None if refresh else self._replicas.get(pack_id)
+        if replicas is None:
+            with self.catalog.read() as conn:
+                text = conn.execute(sa.select(packs.c.replicas).where(packs.c.id == pack_id)).scalar()
+            if text is None:
+                raise IntegrityError(f"pack {pack_id} is not in the catalog")
+            replicas = tuple(int(part) for part in str(text).split(",") if part)
+            self._replicas[pack_id] = replicas
+        return replicas
+
+    def forget_pack(self, pack_id: str) -> None:
+        self._replicas.pop(pack_id, None)
+
+    def read_record(
+        self, location_id: int, volume_id: int, pack_id: str, offset: int, stored_length: int
+    ) -> bytes:
+        backend = self.backends.get(location_id)
+        if backend is None:
+            raise BackendError(f"storage location {location_id} is not attached to this process")
+        return backend.read(pack_object_name(volume_id, pack_id), offset, RECORD_HEADER_SIZE + stored_length)
+
+    def read_blob(
+        self, volume_id: int, blob_id: bytes, location: BlobLocation, policy: codecs.CodecPolicy
+    ) -> bytes:
+        """The blob's plaintext, from the first replica whose copy verifies."""
+        failures: list[str] = []
+        for refresh in (False, True):
+            for location_id in self.replicas_of(location.pack_id, refresh=refresh):
+                try:
+                    record = self.read_record(
+                        location_id, volume_id, location.pack_id, location.offset, location.stored_length
+                    )
+                    header, payload = check_record(record, blob_id)
+                    return codecs.decode(policy, blob_id, header.codec, payload, header.length)
+                except (BackendError, ValueError, IntegrityError) as error:
+                    failures.append(f"location {location_id}: {error}")
+                    if self.on_bad_replica is not None:
+                        self.on_bad_replica(location.pack_id, location_id, str(error))
+        raise IntegrityError(
+            f"blob {blob_id.hex()[:16]}… in pack {location.pack_id}: no replica verifies "
+            f"({'; '.join(failures)})"
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            for writer in self._writers.values():
+                with contextlib.suppress(Exception):
+                    writer.release()
+            self._writers.clear()
+        self.io_pool.shutdown(wait=True)
+        for backend in self.backends.values():
+            backend.close()
+
+
+@dataclass
+class _OpenPack:
+    row: PackRow
+    handles: dict[int, AppendHandle]
+    size: int
+    added: int = 0
+    dirty: bool = False
+
+
+@dataclass
+class _Upload:
+    pack_id: str
+    data: bytearray = field(default_factory=bytearray)
+    count: int = 0
+
+
+class PackWriter:
+    """Appends one volume's blobs to packs; one per volume per process, safe across threads."""
+
+    def __init__(self, store: BlobStore, volume_id: int, placement: Placement) -> None:
+        self.store = store
+        self.volume_id = volume_id
+        self.placement = placement
+        self.replication = max(1, min(placement.replication, store.max_replication()))
+        self.min_replication = max(1, min(placement.min_replication, self.replication))
+        self.lock = threading.RLock()
+        self._open: _OpenPack | None = None
+        self._to_seal: list[_OpenPack] = []
+        self._syncs: list[tuple[_OpenPack, int, Future[None]]] = []
+        self._upload: _Upload | None = None
+        self._uploads: list[tuple[PackRow, Future[tuple[int, ...]]]] = []
+        self._result = FlushResult(volume_id)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def append(self, blob_id: bytes, codec: int, length: int, payload: bytes) -> BlobLocation:
+        """Queue a blob for the next flush; the returned location is valid once flush() returns."""
+        record = encode_record(blob_id, codec, length, payload)
+        with self.lock:
+            if self.store.appendable and self.placement.packing:
+                location = self._append_to_open_pack(blob_id, codec, length, len(payload), record)
+            else:
+                location = self._append_to_upload(blob_id, codec, length, len(payload), record)
+            self._result.blobs[blob_id] = location
+            return location
+
+    def _append_to_open_pack(
+        self, blob_id: bytes, codec: int, length: int, stored: int, record: bytes
+    ) -> BlobLocation:
+        pack = self._open
+        if (
+            pack is not None
+            and pack.size > PACK_HEADER_SIZE
+            and pack.size + len(record) > self.store.pack_target_size
+        ):
+            self._rotate()
+            pack = None
+        if pack is None:
+            pack = self._open = self._claim_or_create()
+        offset = pack.size
+        for location_id, handle in list(pack.handles.items()):
+            try:
+                handle.write(record)
+            except OSError as error:
+                self._drop_replica(pack, location_id, str(error))
+        if not pack.handles:
+            raise Unavailable(f"no data directory accepted a write to pack {pack.row.pack_id}")
+        pack.size += len(record)
+        pack.added += 1
+        pack.dirty = True
+        self._result.pack_growth[pack.row.pack_id] = (pack.size, pack.added)
+        return BlobLocation(pack.row.pack_id, offset, stored, length, codec)
+
+    def _append_to_upload(
+        self, blob_id: bytes, codec: int, length: int, stored: int, record: bytes
+    ) -> BlobLocation:
+        upload = self._upload
+        if upload is not None and (
+            not self.placement.packing or len(upload.data) + len(record) > self.store.pack_target_size
+        ):
+            self._start_upload()
+            upload = None
+        if upload is None:
+            pack_id = new_pack_id()
+            upload = self._upload = _Upload(pack_id, bytearray(encode_pack_header(pack_id, self.volume_id)))
+        offset = len(upload.data)
+        upload.data += record
+        upload.count += 1
+        return BlobLocation(upload.pack_id, offset, stored, length, codec)
+
+    def _start_upload(self) -> None:
+        upload, self._upload = self._upload, None
+        if upload is None:
+            return
+        locations = self.store.choose_locations(self.replication)
+        now = self.store.clock.now_ms()
+        row = PackRow(
+            upload.pack_id,
+            self.volume_id,
+            "sealed",
+            locations,
+            len(upload.data),
+            upload.count,
+            None,
+            now,
+            now,
+        )
+        data = bytes(upload.data)
+        future = self.store.io_pool.submit(self._put_replicas, row, data)
+        self._uploads.append((row, future))
+
+    def _put_replicas(self, row: PackRow, data: bytes) -> tuple[int, ...]:
+        name = pack_object_name(self.volume_id, row.pack_id)
+        stored: list[int] = []
+        for location_id in row.replicas:
+            try:
+                self.store.backends[location_id].put(name, data)
+                stored.append(location_id)
+            except OSError as error:
+                self._report(row.pack_id, location_id, str(error))
+        return tuple(stored)
+
+    # -- durability ------------------------------------------------------------------------------
+
+    def flush(self) -> FlushResult:
+        """Make every queued blob durable on at least min replication; return what to record."""
+        with self.lock:
+            result, self._result = self._result, FlushResult(self.volume_id)
+            try:
+                self._flush_open_packs()
+                self._flush_uploads(result)
+            except BaseException:
+                self._abandon()
+                raise
+            return result
+
+    def _flush_open_packs(self) -> None:
+        pending = [pack for pack in (*self._to_seal, self._open) if pack is not None and pack.dirty]
+        for pack in pending:
+            for location_id, handle in pack.handles.items():
+                self._syncs.append((pack, location_id, self.store.io_pool.submit(handle.sync)))
+        syncs, self._syncs = self._syncs, []
+        for pack, location_id, future in syncs:
+            try:
+                future.result()
+            except OSError as error:
+                self._drop_replica(pack, location_id, str(error))
+        for pack in pending:
+            pack.dirty = False
+            pack.added = 0
+            if len(pack.handles) < self.min_replication:
+                raise Unavailable(
+                    f"pack {pack.row.pack_id}: only {len(pack.handles)} of "
+                    f"{self.min_replication} required replicas are durable"
+                )
+        sealing, self._to_seal = self._to_seal, []
+        if sealing:
+            now = self.store.clock.now_ms()
+            with self.store.catalog.write() as conn:
+                for pack in sealing:
+                    conn.execute(
+                        packs.update()
+                        .where(packs.c.id == pack.row.pack_id)
+                        .values(
+                            state="sealed",
+                            writer=None,
+                            sealed_at=now,
+                            size=sa.case((packs.c.size < pack.size, pack.size), else_=packs.c.size),
+                        )
+                    )
+            for pack in sealing:
+                for handle in pack.handles.values():
+                    handle.close()
+
+    def _flush_uploads(self, result: FlushResult) -> None:
+        self._start_upload()
+        uploads, self._uploads = self._uploads, []
+        for row, future in uploads:
+            stored = future.result()
+            if len(stored) < self.min_replication:
+                raise Unavailable(
+                    f"pack {row.pack_id}: stored on {len(stored)} of {self.min_replication} "
+                    "required locations"
+                )
+            final = PackRow(
+                row.pack_id,
+                row.volume_id,
+                row.state,
+                stored,
+                row.size,
+                row.blob_count,
+                None,
+                row.created_at,
+                row.sealed_at,
+            )
+            result.new_packs.append(final)
+            self.store._replicas[row.pack_id] = stored
+
+    def _abandon(self) -> None:
+        """After a failed flush nothing queued is acknowledged; start the next batch clean."""
+        self._result = FlushResult(self.volume_id)
+        self._upload = None
+        for _row, future in self._uploads:
+            with contextlib.suppress(Exception):
+                future.result()
+        self._uploads = []
+
+    # -- pack lifecycle --------------------------------------------------------------------------
+
+    def _rotate(self) -> None:
+        pack, self._open = self._open, None
+        if pack is None:
+            return
+        # Start writing the full pack back now so the final flush has less to wait for.
+        for location_id, handle in pack.handles.items():
+            self._syncs.append((pack, location_id, self.store.io_pool.submit(handle.sync)))
+        self._to_seal.append(pack)
+
+    def _claim_or_create(self) -> _OpenPack:
+        store = self.store
+        fresh = True
+        with store.catalog.write() as conn:
+            rows = conn.execute(
+                sa.select(packs)
+                .where(packs.c.volume_id == self.volume_id, packs.c.state == "open")
+                .order_by(packs.c.size.desc())
+                .limit(20)
+            ).all()
+            for raw in rows:
+                row = pack_row(raw)
+                if row.size >= store.pack_target_size or not _writer_is_gone(row.writer):
+                    continue
+                if len([r for r in row.replicas if r in store.backends]) < self.min_replication:
+                    continue
+                owner_matches = (
+                    packs.c.writer.is_(None) if row.writer is None else packs.c.writer == row.writer
+                )
+                claimed = conn.execute(
+                    packs.update()
+                    .where(packs.c.id == row.pack_id, owner_matches)
+                    .values(writer=store.writer_id)
+                )
+                if claimed.rowcount == 1:
+                    fresh = row.size <= PACK_HEADER_SIZE
+                    break
+            else:
+                locations = store.choose_locations(self.replication)
+                row = PackRow(
+                    new_pack_id(),
+                    self.volume_id,
+                    "open",
+                    locations,
+                    PACK_HEADER_SIZE,
+                    0,
+                    store.writer_id,
+                    store.clock.now_ms(),
+                )
+                conn.execute(packs.insert().values(**row.as_values()))
+        # Outside the transaction: opening may record a lost replica in a transaction of its own.
+        return self._open_handles(row, fresh=fresh)
+
+    def _open_handles(self, row: PackRow, *, fresh: bool) -> _OpenPack:
+        name = pack_object_name(self.volume_id, row.pack_id)
+        handles: dict[int, AppendHandle] = {}
+        for location_id in row.replicas:
+            backend = self.store.backends.get(location_id)
+            if backend is None:
+                continue
+            try:
+                if fresh:
+                    handle = backend.open_append(name, truncate_to=0)
+                    handle.write(encode_pack_header(row.pack_id, self.volume_id))
+                else:
+                    existing = backend.stat(name)
+                    if existing is None or existing.size < row.size:
+                        self._report(row.pack_id, location_id, "replica shorter than its committed size")
+                        continue
+                    # Cut off whatever a crashed writer appended but never acknowledged.
+                    handle = backend.open_append(name, truncate_to=row.size)
+            except OSError as error:
+                self._report(row.pack_id, location_id, str(error))
+                continue
+            handles[location_id] = handle
+        size = PACK_HEADER_SIZE if fresh else row.size
+        pack = _OpenPack(row, handles, size, dirty=fresh)
+        if set(handles) != set(row.replicas):
+            self._record_replicas(pack)
+        if len(handles) < self.min_replication:
+            self._release_pack(pack)
+            raise Unavailable(
+                f"only {len(handles)} of {self.min_replication} required data directories "
+                f"can take pack {row.pack_id}"
+            )
+        return pack
+
+    def _drop_replica(self, pack: _OpenPack, location_id: int, reason: str) -> None:
+        handle = pack.handles.pop(location_id, None)
+        if handle is not None:
+            handle.close()
+        self._report(pack.row.pack_id, location_id, reason)
+        self._record_replicas(pack)
+
+    def _record_replicas(self, pack: _OpenPack) -> None:
+        replicas = tuple(location for location in pack.row.replicas if location in pack.handles)
+        with self.store.catalog.write() as conn:
+            conn.execute(
+                packs.update()
+                .where(packs.c.id == pack.row.pack_id)
+                .values(replicas=format_replicas(replicas))
+            )
+        self.store.forget_pack(pack.row.pack_id)
+
+    def _report(self, pack_id: str, location_id: int, reason: str) -> None:
+        if self.store.on_bad_replica is not None:
+            self.store.on_bad_replica(pack_id, location_id, reason)
+
+    def _release_pack(self, pack: _OpenPack) -> None:
+        for handle in pack.handles.values():
+            handle.close()
+        with self.store.catalog.write() as conn:
+            conn.execute(
+                packs.update()
+                .where(packs.c.id == pack.row.pack_id, packs.c.writer == self.store.writer_id)
+                .values(writer=None)
+            )
+
+    def release(self) -> None:
+        """Flush what is queued and give the open pack back so another process may append to it."""
+        with self.lock:
+            if self._open is not None or self._to_seal or self._upload is not None or self._uploads:
+                with contextlib.suppress(Exception):
+                    self.flush()
+            if self._open is not None:
+                self._release_pack(self._open)
+                self._open = None
+
+
+def _writer_is_gone(writer: str | None) -> bool:
+    """A pack can be taken over if nobody holds it, or its holder on this host has exited."""
+    if writer is None:
+        return True
+    host, _, rest = writer.partition(":")
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(rest.split(":")[0]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False

@@ -1,0 +1,272 @@
+"""File bodies: cutting bytes into chunks, writing their blobs, and the content/extent rows.
+
+A content is immutable: an ordered list of extents, each a range of one blob (or a hole). Bytes
+go to the blob store first (``ContentBuilder``, outside any transaction); the rows are written
+later, inside the transaction that also writes the namespace entry (``insert_content``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import blake3
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from medfabric.blobstore import codec as codecs
+from medfabric.blobstore import index
+from medfabric.blobstore.index import BlobLocation, FlushResult
+from medfabric.blobstore.store import BlobStore, Placement
+from medfabric.catalog.engine import chunked
+from medfabric.catalog.schema import contents, extents
+
+CHUNK_SIZE = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Extent:
+    file_offset: int
+    length: int
+    blob_id: bytes | None  # None: a hole
+    blob_offset: int = 0
+
+    @property
+    def end(self) -> int:
+        return self.file_offset + self.length
+
+
+@dataclass
+class PreparedContent:
+    """A body whose blobs are queued (durable after the builder's flush) but not yet recorded."""
+
+    size: int
+    extents: list[Extent]
+    digest: bytes | None
+
+
+@dataclass
+class _Encoded:
+    blob_id: bytes
+    length: int
+    codec: int = 0
+    payload: bytes = b""
+    zero: bool = False
+
+
+@dataclass
+class BuildResult:
+    flush: FlushResult
+    reused: list[bytes] = field(default_factory=list)  # blob ids referenced but already stored
+
+
+class ContentBuilder:
+    """Turns bytes into queued blobs for one volume, deduplicating against what it already holds."""
+
+    def __init__(
+        self,
+        store: BlobStore,
+        volume_id: int,
+        placement: Placement,
+        policy: codecs.CodecPolicy,
+        pool: ThreadPoolExecutor,
+        chunk_size: int = CHUNK_SIZE,
+    ) -> None:
+        self.store = store
+        self.volume_id = volume_id
+        self.policy = policy
+        self.pool = pool
+        self.chunk_size = chunk_size
+        self.writer = store.writer(volume_id, placement)
+        self._known: set[bytes] = set()  # queued or found stored, in this build
+        self._reused: list[bytes] = []
+
+    def _encode(self, chunk: bytes, *, speculative: bool) -> _Encoded:
+        if chunk == bytes(len(chunk)):
+            return _Encoded(b"", len(chunk), zero=True)
+        blob_id = codecs.compute_blob_id(self.policy, chunk)
+        if not speculative:
+            return _Encoded(blob_id, len(chunk), payload=chunk)
+        codec, payload = codecs.encode(self.policy, blob_id, chunk)
+        return _Encoded(blob_id, len(chunk), codec, payload)
+
+    def _stored(self, blob_ids: list[bytes]) -> set[bytes]:
+        wanted = [blob_id for blob_id in blob_ids if blob_id not in self._known]
+        if not wanted:
+            return set()
+        with self.store.catalog.read() as conn:
+            return set(index.lookup_blobs(conn, self.volume_id, wanted))
+
+    def _queue(self, encoded: _Encoded, already_stored: bool) -> None:
+        if encoded.zero or encoded.blob_id in self._known:
+            return
+        self._known.add(encoded.blob_id)
+        if already_stored:
+            self._reused.append(encoded.blob_id)
+        else:
+            self.writer.append(encoded.blob_id, encoded.codec, encoded.length, encoded.payload)
+
+    def add_bytes_many(self, bodies: list[bytes]) -> list[PreparedContent]:
+        """Many small bodies at once: hashed in parallel, one catalog lookup, encoded in parallel."""
+        pieces: list[tuple[int, int, bytes]] = []  # (body index, offset, chunk)
+        for number, body in enumerate(bodies):
+            view = memoryview(body)
+            for offset in range(0, len(body), self.chunk_size):
+                pieces.append((number, offset, bytes(view[offset : offset + self.chunk_size])))
+        hashed = list(self.pool.map(lambda piece: self._encode(piece[2], speculative=False), pieces))
+        stored = self._stored([item.blob_id for item in hashed if not item.zero])
+        to_encode = [
+            item
+            for item in hashed
+            if not item.zero and item.blob_id not in stored and item.blob_id not in self._known
+        ]
+        encoded = dict(
+            zip(
+                [item.blob_id for item in to_encode],
+                self.pool.map(lambda item: codecs.encode(self.policy, item.blob_id, item.payload), to_encode),
+                strict=True,
+            )
+        )
+        results = [PreparedContent(len(body), [], None) for body in bodies]
+        for (number, offset, _chunk), item in zip(pieces, hashed, strict=True):
+            if not item.zero and item.blob_id not in self._known:
+                self._known.add(item.blob_id)
+                if item.blob_id in stored:
+                    self._reused.append(item.blob_id)
+                else:
+                    codec, payload = encoded[item.blob_id]
+                    self.writer.append(item.blob_id, codec, item.length, payload)
+            results[number].extents.append(Extent(offset, item.length, None if item.zero else item.blob_id))
+        for result, body in zip(results, bodies, strict=True):
+            result.digest = blake3.blake3(body).digest() if len(body) <= self.chunk_size else None
+        return results
+
+    def add_stream(
+        self, source: bytes | bytearray | memoryview | BinaryIO | Iterable[bytes]
+    ) -> PreparedContent:
+        """A body of any size, read in chunks; hashing and encoding overlap with reading."""
+        digest = blake3.blake3()
+        window: deque[tuple[int, Future[_Encoded]]] = deque()
+        result = PreparedContent(0, [], None)
+        depth = max(2, getattr(self.pool, "_max_workers", 2) * 2)
+
+        def drain(limit: int) -> None:
+            while len(window) > limit:
+                offset, future = window.popleft()
+                item = future.result()
+                if not item.zero and item.blob_id not in self._known:
+                    self._queue(item, bool(self._stored([item.blob_id])))
+                result.extents.append(Extent(offset, item.length, None if item.zero else item.blob_id))
+
+        for chunk in _chunks(source, self.chunk_size):
+            digest.update(chunk)
+            window.append((result.size, self.pool.submit(self._encode, chunk, speculative=True)))
+            result.size += len(chunk)
+            drain(depth)
+        drain(0)
+        result.digest = digest.digest()
+        return result
+
+    def flush(self) -> BuildResult:
+        """Make every queued blob durable; the result is recorded by ``record_build``."""
+        result = BuildResult(self.writer.flush(), self._reused)
+        self._reused = []
+        self._known = set()
+        return result
+
+
+def _chunks(
+    source: bytes | bytearray | memoryview | BinaryIO | Iterable[bytes], size: int
+) -> Iterator[bytes]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        for offset in range(0, len(data), size):
+            yield data[offset : offset + size]
+        return
+    read = getattr(source, "read", None)
+    if read is None:
+        buffer = bytearray()
+        for piece in source:
+            buffer += piece
+            while len(buffer) >= size:
+                yield bytes(buffer[:size])
+                del buffer[:size]
+        if buffer:
+            yield bytes(buffer)
+        return
+    while True:
+        chunk = read(size)
+        while chunk and len(chunk) < size:  # short reads from pipes and sockets
+            more = read(size - len(chunk))
+            if not more:
+                break
+            chunk += more
+        if not chunk:
+            return
+        yield bytes(chunk)
+
+
+def record_build(conn: Connection, result: BuildResult) -> None:
+    index.commit_flush(conn, result.flush)
+    index.reuse_blobs(conn, result.flush.volume_id, result.reused)
+
+
+def content_rows(
+    content_id: int, volume_id: int, prepared: PreparedContent, now_ms: int
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    content = {
+        "id": content_id,
+        "volume_id": volume_id,
+        "size": prepared.size,
+        "digest": prepared.digest,
+        "created_at": now_ms,
+    }
+    rows = [
+        {
+            "content_id": content_id,
+            "seq": seq,
+            "file_offset": extent.file_offset,
+            "length": extent.length,
+            "blob_id": extent.blob_id,
+            "blob_offset": extent.blob_offset,
+        }
+        for seq, extent in enumerate(prepared.extents)
+    ]
+    return content, rows
+
+
+def insert_contents(conn: Connection, items: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> None:
+    if not items:
+        return
+    conn.execute(contents.insert(), [content for content, _rows in items])
+    extent_rows = [row for _content, rows in items for row in rows]
+    if extent_rows:
+        conn.execute(extents.insert(), extent_rows)
+
+
+def load_extents(conn: Connection, content_id: int) -> list[Extent]:
+    rows = conn.execute(
+        sa.select(extents.c.file_offset, extents.c.length, extents.c.blob_id, extents.c.blob_offset)
+        .where(extents.c.content_id == content_id)
+        .order_by(extents.c.seq)
+    )
+    return [
+        Extent(offset, length, bytes(blob_id) if blob_id is not None else None, blob_offset)
+        for offset, length, blob_id, blob_offset in rows
+    ]
+
+
+def load_content_digest(conn: Connection, content_id: int) -> bytes | None:
+    value = conn.execute(sa.select(contents.c.digest).where(contents.c.id == content_id)).scalar()
+    return bytes(value) if value is not None else None
+
+
+def locate_blobs(conn: Connection, volume_id: int, parts: list[Extent]) -> dict[bytes, BlobLocation]:
+    ids = [extent.blob_id for extent in parts if extent.blob_id is not None]
+    found: dict[bytes, BlobLocation] = {}
+    for part in chunked(ids):
+        found.update(index.lookup_blobs(conn, volume_id, part))
+    return found

@@ -1,0 +1,1 @@
+"""Throw-away real engines (PostgreSQL, SeaweedFS) for tests and benchmarks, on loopback."""
