@@ -19,7 +19,16 @@ from sqlalchemy.engine import Connection, Engine
 
 from medfabric.errors import InvalidInput, Unavailable
 
-HEAD_REVISION = "0001"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _head_revision() -> str:
+    """Migrations are numbered NNNN_name.py in one line of history: the head is the highest."""
+    numbers = [path.name[:4] for path in (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")]
+    return max(numbers)
+
+
+HEAD_REVISION = _head_revision()
 
 
 def normalize_url(url: str) -> str:
@@ -98,7 +107,7 @@ class Catalog:
         from alembic.config import Config
 
         config = Config()
-        config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        config.set_main_option("script_location", str(MIGRATIONS))
         with self.write() as conn:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")

@@ -230,3 +230,18 @@ nodes = Table(
     Column("version", String(50), nullable=False),
     Column("last_seen", BigInteger, nullable=False),
 )
+
+# JSON tables (MapR-DB JSON): each is a namespace entry of kind "t"; its documents live in the
+# SQL table doc_<id>.
+doc_tables = Table(
+    "doc_tables",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("volume_id", Integer, nullable=False),
+    Column("ino", BigInteger, nullable=False),
+    Column("owner", String(255), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("uq_doc_tables_volume_id_ino", "volume_id", "ino", unique=True),
+)
+
+# Domain tables are appended below, each section headed by the migration that creates it.

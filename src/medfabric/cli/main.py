@@ -21,6 +21,9 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "alarm": ("medfabric.cli.alarm", "Conditions an operator should see."),
     "fsck": ("medfabric.cli.ops", "Check catalog, blob index and packs for consistency."),
     "gc": ("medfabric.cli.ops", "Reclaim space no file or snapshot uses."),
+    "dicom": ("medfabric.cli.dicom", "DICOM: import, watch a drop folder, find, de-identify."),
+    "demo": ("medfabric.cli.demo", "Generate a realistic DICOM corpus, or run the whole demo."),
+    "table": ("medfabric.cli.table", "JSON tables (MapR-DB JSON): create, index, insert, find."),
 }
 
 

@@ -7,6 +7,7 @@ set of engines among many principals (``Fabric.acting_as``); the embedded CLI op
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import uuid
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -40,6 +42,10 @@ from medfabric.errors import Conflict, InvalidInput, MedfabricError, PermissionD
 from medfabric.fs.model import Volume
 from medfabric.service.access import Principal
 
+if TYPE_CHECKING:
+    from medfabric.service.imaging import DicomService
+    from medfabric.service.tables import TableService
+
 VERSION = "0.1.0"
 INTERFACES = ("cli", "api", "s3", "webhdfs", "dicomweb", "dimse", "fuse")
 
@@ -57,6 +63,14 @@ class AccessEvent:
     path: str | None = None
     volume: str | None = None
     detail: str = ""
+    patient_id: str | None = None
+    study_uid: str | None = None
+    series_uid: str | None = None
+    sop_uid: str | None = None
+    patient_id: str | None = None
+    study_uid: str | None = None
+    series_uid: str | None = None
+    sop_uid: str | None = None
 
 
 AccessListener = Callable[[AccessEvent], None]
@@ -81,6 +95,8 @@ class Engines:
     clock: Clock
     pool: ThreadPoolExecutor
     listeners: list[AccessListener] = field(default_factory=list)
+    # Called with each ingest event (medfabric.imaging) after its transaction commits.
+    ingest_listeners: list[Callable[[Any], None]] = field(default_factory=list)
 
     def close(self) -> None:
         self.store.close()
@@ -115,6 +131,22 @@ class Fabric:
         self.fs = FileService(self)
         self.admin = AdminService(self)
         engines.store.on_bad_replica = self._on_bad_replica
+
+    # -- services that load on first use --
+
+    @functools.cached_property
+    def dicom(self) -> DicomService:
+        """DICOM ingest, the imaging index, de-identification."""
+        from medfabric.service.imaging import DicomService
+
+        return DicomService(self)
+
+    @functools.cached_property
+    def tables(self) -> TableService:
+        """JSON tables (MapR-DB JSON) in the namespace."""
+        from medfabric.service.tables import TableService
+
+        return TableService(self)
 
     # -- engines --
 
@@ -215,6 +247,10 @@ class Fabric:
                     note.path,
                     note.volume,
                     note.detail,
+                    note.patient_id,
+                    note.study_uid,
+                    note.series_uid,
+                    note.sop_uid,
                 )
                 for listener in self.engines.listeners:
                     listener(event)

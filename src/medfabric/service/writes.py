@@ -7,7 +7,7 @@ together. A failed check rolls back the rows; the blobs it wrote are garbage for
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -41,12 +41,17 @@ Source = bytes | bytearray | memoryview | BinaryIO | Iterable[bytes]
 
 @dataclass(frozen=True)
 class NewFile:
-    """One file of a batch write."""
+    """One file of a batch write; ``tag`` is the caller's, handed back to ``on_commit``."""
 
     path: str
     data: bytes
     mode: int = 0o644
     mtime_ns: int | None = None
+    tag: object = None
+
+
+# Runs inside a batch's transaction with the files it placed: (connection, [(file, its stat)]).
+BatchHook = Callable[[Connection, list[tuple[NewFile, FileStat]]], None]
 
 
 @dataclass
@@ -283,12 +288,19 @@ class FileWrites:
             return entry_stat(located, entry)
 
     def write_many(
-        self, files: list[NewFile], *, overwrite: bool = False, parents: bool = True
+        self,
+        files: list[NewFile],
+        *,
+        overwrite: bool = False,
+        parents: bool = True,
+        on_commit: BatchHook | None = None,
     ) -> BatchResult:
         """Many (small) files in one durable step per volume: one flush, one transaction.
 
         A file that cannot be written (it exists, a bad name, no right) is reported in
         ``errors`` and the rest are written; a quota refusal fails the volume's whole batch.
+        ``on_commit(conn, written)`` runs inside each volume's transaction after its files are
+        placed, so rows that describe them (an index) commit atomically with them.
         """
         fabric = self.fabric
         result = BatchResult()
@@ -309,11 +321,17 @@ class FileWrites:
                 sorted({located.volume.name for batch in groups.values() for _item, located in batch})
             )
         for batch in groups.values():
-            self._write_batch(batch, overwrite=overwrite, parents=parents, result=result)
+            self._write_batch(batch, overwrite=overwrite, parents=parents, result=result, on_commit=on_commit)
         return result
 
     def _write_batch(
-        self, batch: list[tuple[NewFile, Located]], *, overwrite: bool, parents: bool, result: BatchResult
+        self,
+        batch: list[tuple[NewFile, Located]],
+        *,
+        overwrite: bool,
+        parents: bool,
+        result: BatchResult,
+        on_commit: BatchHook | None,
     ) -> None:
         fabric = self.fabric
         volume = batch[0][1].volume
@@ -324,7 +342,7 @@ class FileWrites:
             with fabric.catalog.write() as conn:
                 writer = self._writer(conn, batch[0][1])
                 cache: dict[tuple[str, ...], Entry] = {}
-                placed: list[tuple[Located, Entry]] = []
+                placed: list[tuple[NewFile, Located, Entry]] = []
                 for (item, located), body in zip(batch, prepared, strict=True):
                     try:
                         entry = self._place_file(
@@ -340,13 +358,16 @@ class FileWrites:
                     except (Conflict, NotFound, InvalidInput, PermissionDenied) as error:
                         result.errors[item.path] = error
                         continue
-                    placed.append((located, entry))
+                    placed.append((item, located, entry))
                 content_rows.record_build(conn, built)
+                written = [(item, entry_stat(located, entry)) for item, located, entry in placed]
+                if on_commit is not None and written:
+                    on_commit(conn, written)
                 self._finish(writer)
         except QuotaExceeded as error:
             self._note_quota_refusal(volume, error)
             raise
-        result.written.extend(entry_stat(located, entry) for located, entry in placed)
+        result.written.extend(stat for _item, stat in written)
 
     def write_at(self, path: str, offset: int, data: bytes) -> FileStat:
         """Overwrite or extend part of a file (what FUSE writes need); the rest is kept."""
