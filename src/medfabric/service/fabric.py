@@ -67,10 +67,6 @@ class AccessEvent:
     study_uid: str | None = None
     series_uid: str | None = None
     sop_uid: str | None = None
-    patient_id: str | None = None
-    study_uid: str | None = None
-    series_uid: str | None = None
-    sop_uid: str | None = None
 
 
 AccessListener = Callable[[AccessEvent], None]
@@ -83,6 +79,10 @@ class AccessNote:
     path: str | None = None
     volume: str | None = None
     detail: str = ""
+    patient_id: str | None = None
+    study_uid: str | None = None
+    series_uid: str | None = None
+    sop_uid: str | None = None
 
 
 @dataclass
