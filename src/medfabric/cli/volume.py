@@ -7,11 +7,15 @@ from typing import Any
 import click
 
 from medfabric.cli.common import BOOL, command, emit, json_option, open_fabric, opt, print_fields, print_table
+from medfabric.cli.snapshot import snapshot
 
 
 @click.group("volume")
 def volume() -> None:
     """Volumes: the unit of replication, quota, snapshots, mirrors and policy."""
+
+
+volume.add_command(snapshot)
 
 
 @command(volume, "create")

@@ -12,9 +12,15 @@ from typing import Any
 KIND_DIR = "d"
 KIND_FILE = "f"
 KIND_SYMLINK = "l"
+KIND_TABLE = "t"  # a JSON table (MapR-DB JSON): its documents live in the catalog, not in blobs
 
-KIND_NAMES = {KIND_DIR: "directory", KIND_FILE: "file", KIND_SYMLINK: "symlink"}
-KIND_TYPE_BITS = {KIND_DIR: statmod.S_IFDIR, KIND_FILE: statmod.S_IFREG, KIND_SYMLINK: statmod.S_IFLNK}
+KIND_NAMES = {KIND_DIR: "directory", KIND_FILE: "file", KIND_SYMLINK: "symlink", KIND_TABLE: "table"}
+KIND_TYPE_BITS = {
+    KIND_DIR: statmod.S_IFDIR,
+    KIND_FILE: statmod.S_IFREG,
+    KIND_SYMLINK: statmod.S_IFLNK,
+    KIND_TABLE: statmod.S_IFREG,
+}
 
 
 @dataclass(frozen=True)

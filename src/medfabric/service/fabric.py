@@ -44,6 +44,7 @@ from medfabric.service.access import Principal
 
 if TYPE_CHECKING:
     from medfabric.service.imaging import DicomService
+    from medfabric.service.snapshots import SnapshotService
     from medfabric.service.tables import TableService
 
 VERSION = "0.1.0"
@@ -140,6 +141,13 @@ class Fabric:
         from medfabric.service.imaging import DicomService
 
         return DicomService(self)
+
+    @functools.cached_property
+    def snapshots(self) -> SnapshotService:
+        """Volume snapshots: create, list, remove, preserve, restore."""
+        from medfabric.service.snapshots import SnapshotService
+
+        return SnapshotService(self)
 
     @functools.cached_property
     def tables(self) -> TableService:

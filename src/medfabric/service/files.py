@@ -18,6 +18,7 @@ from medfabric.fs.namespace import list_children
 from medfabric.fs.reader import FileReader
 from medfabric.service.access import READ, require_mode
 from medfabric.service.paths import Located, entry_stat, locate, mount_point_stat, walk_checked
+from medfabric.service.snapshots import list_snapshot_dir, snapshot_dir_stat
 from medfabric.service.writes import FileWrites
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ class FileService(FileWrites):
         with self.fabric.access("getattr", path) as note, self.fabric.catalog.read() as conn:
             located = locate(conn, path)
             note.volume = located.volume.name
+            if located.snapshot_dir:
+                return snapshot_dir_stat(conn, located)
             chain = walk_checked(conn, located, self.fabric.principal)
             return entry_stat(located, chain[-1])
 
@@ -51,6 +54,8 @@ class FileService(FileWrites):
             return self._list(conn, located)
 
     def _list(self, conn: Connection, located: Located) -> list[FileStat]:
+        if located.snapshot_dir:
+            return list_snapshot_dir(conn, located, self.fabric.principal)
         chain = walk_checked(conn, located, self.fabric.principal)
         directory = chain[-1]
         if not directory.is_dir:
@@ -82,6 +87,8 @@ class FileService(FileWrites):
         with fabric.access("read", path) as note, fabric.catalog.read() as conn:
             located = locate(conn, path)
             note.volume = located.volume.name
+            if located.snapshot_dir:
+                raise InvalidInput(f"{path} is a directory")
             entry = walk_checked(conn, located, fabric.principal)[-1]
             if entry.is_dir:
                 raise InvalidInput(f"{path} is a directory")

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from medfabric.catalog.schema import snapshots
 from medfabric.errors import NotFound
 from medfabric.fs.model import KIND_NAMES, Entry, FileStat, Volume
 from medfabric.fs.namespace import MountTable, load_mounts, mount_components, walk
 from medfabric.fs.paths import join_path, split_path
 from medfabric.service.access import Principal, require_traverse
+
+SNAPSHOT_DIR = ".snapshot"
 
 
 @dataclass(frozen=True)
@@ -27,10 +31,17 @@ class Located:
     volume: Volume
     inside: tuple[str, ...]
     version: int | None = None  # a snapshot's version, or None for the live volume
+    snapshot: str | None = None  # the snapshot's name, when the path is inside one
+    snapshot_dir: bool = False  # the path is <mount>/.snapshot itself
 
     @property
     def is_volume_root(self) -> bool:
         return not self.inside
+
+    @property
+    def is_live(self) -> bool:
+        """False for anything under <mount>/.snapshot: read-only, whatever the volume."""
+        return self.version is None and not self.snapshot_dir
 
     def child(self, name: str) -> Located:
         return Located(
@@ -40,14 +51,28 @@ class Located:
             self.volume,
             (*self.inside, name),
             self.version,
+            self.snapshot,
         )
 
 
 def locate(conn: Connection, path: str, mounts: MountTable | None = None) -> Located:
+    """Resolve a path; ``<mount>/.snapshot/<name>/…`` resolves into the snapshot's version."""
     components = split_path(path)
     table = mounts if mounts is not None else load_mounts(conn)
     volume, inside = table.resolve(components)
-    return Located(join_path(components), components, table, volume, inside)
+    normalized = join_path(components)
+    if inside and inside[0] == SNAPSHOT_DIR:
+        if len(inside) == 1:
+            return Located(normalized, components, table, volume, (), snapshot_dir=True)
+        version = conn.execute(
+            sa.select(snapshots.c.version).where(
+                snapshots.c.volume_id == volume.id, snapshots.c.name == inside[1]
+            )
+        ).scalar()
+        if version is None:
+            raise NotFound(f"{normalized}: volume {volume.name} has no snapshot {inside[1]!r}")
+        return Located(normalized, components, table, volume, inside[2:], int(version), inside[1])
+    return Located(normalized, components, table, volume, inside)
 
 
 def walk_checked(conn: Connection, located: Located, principal: Principal) -> list[Entry]:

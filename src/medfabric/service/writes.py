@@ -26,7 +26,16 @@ from medfabric.errors import (
 )
 from medfabric.fs import content as content_rows
 from medfabric.fs.content import ContentBuilder, Extent, PreparedContent
-from medfabric.fs.model import KIND_DIR, KIND_FILE, KIND_SYMLINK, Entry, FileStat, Volume
+from medfabric.fs.model import (
+    KIND_DIR,
+    KIND_FILE,
+    KIND_NAMES,
+    KIND_SYMLINK,
+    KIND_TABLE,
+    Entry,
+    FileStat,
+    Volume,
+)
 from medfabric.fs.namespace import VolumeWriter, list_children, load_mounts
 from medfabric.fs.paths import check_name
 from medfabric.service.access import EXECUTE, WRITE, require_mode
@@ -60,6 +69,11 @@ class BatchResult:
     errors: dict[str, MedfabricError] = field(default_factory=dict)  # path -> why it was not written
 
 
+def check_live(located: Located) -> None:
+    if not located.is_live:
+        raise ReadOnly(f"{located.path} is in a snapshot: snapshots are read-only")
+
+
 def check_writable(volume: Volume) -> None:
     if volume.type == "mirror":
         raise ReadOnly(f"volume {volume.name} is a mirror: it is read-only until promoted")
@@ -87,6 +101,7 @@ class FileWrites:
         )
 
     def _writer(self, conn: Connection, located: Located) -> VolumeWriter:
+        check_live(located)
         current = load_mounts(conn)
         volume, _inside = current.resolve(located.components)
         if volume.id != located.volume.id:
@@ -169,6 +184,7 @@ class FileWrites:
 
     def _precheck_target(self, located: Located, *, overwrite: bool, parents: bool, size: int | None) -> None:
         """Cheap checks before any byte is written (the transaction checks again)."""
+        check_live(located)
         if located.is_volume_root:
             raise Conflict(f"{located.path} is a volume's mount point")
         check_writable(located.volume)
@@ -219,8 +235,8 @@ class FileWrites:
         )
         content_rows.insert_contents(writer.conn, [(content, extents)])
         if existing is not None:
-            if existing.is_dir:
-                raise Conflict(f"{located.path} is a directory")
+            if not existing.is_file:
+                raise Conflict(f"{located.path} is a {KIND_NAMES[existing.kind]}")
             if not overwrite:
                 raise Conflict(f"{located.path} already exists (use -f to replace it)")
             require_mode(self.fabric.principal, existing, WRITE, located.path)
@@ -260,6 +276,7 @@ class FileWrites:
             with fabric.catalog.read() as conn:
                 located = locate(conn, path)
             note.volume = located.volume.name
+            check_live(located)
             size = len(data) if isinstance(data, (bytes, bytearray, memoryview)) else None
             self._precheck_target(located, overwrite=overwrite, parents=parents, size=size)
             builder = self._builder(located.volume)
@@ -310,6 +327,7 @@ class FileWrites:
             for item in files:
                 try:
                     located = locate(conn, item.path, mounts)
+                    check_live(located)
                     if located.is_volume_root:
                         raise Conflict(f"{item.path} is a volume's mount point")
                     check_writable(located.volume)
@@ -386,6 +404,7 @@ class FileWrites:
             with fabric.catalog.read() as conn:
                 located = locate(conn, path)
                 note.volume = located.volume.name
+                check_live(located)
                 check_writable(located.volume)
                 entry = walk_checked(conn, located, fabric.principal)[-1]
                 if not entry.is_file:
@@ -440,6 +459,7 @@ class FileWrites:
         with fabric.access("mkdir", path) as note, fabric.catalog.write() as conn:
             located = locate(conn, path)
             note.volume = located.volume.name
+            check_live(located)
             if located.is_volume_root:
                 if parents:
                     return entry_stat(located, walk_checked(conn, located, fabric.principal)[-1])
@@ -470,6 +490,7 @@ class FileWrites:
         with fabric.access("symlink", path) as note, fabric.catalog.write() as conn:
             located = locate(conn, path)
             note.volume = located.volume.name
+            check_live(located)
             if located.is_volume_root:
                 raise Conflict(f"{path} is a volume's mount point")
             writer = self._writer(conn, located)
@@ -496,6 +517,7 @@ class FileWrites:
         with fabric.access("delete", path) as note, fabric.catalog.write() as conn:
             located = locate(conn, path)
             note.volume = located.volume.name
+            check_live(located)
             if located.is_volume_root:
                 raise Conflict(
                     f"{path} is the mount point of volume {located.volume.name}: "
@@ -511,6 +533,9 @@ class FileWrites:
             doomed = [target]
             if target.is_dir:
                 doomed = self._subtree(conn, writer, target, path, recursive)
+            tables = [entry.name for entry in doomed if entry.kind == KIND_TABLE]
+            if tables:
+                raise Conflict(f"{path} holds the JSON table {tables[0]}: delete it with `table delete`")
             for entry in reversed(doomed):
                 writer.retire(entry, touch_parent=entry is target)
             self._finish(writer)
@@ -543,6 +568,8 @@ class FileWrites:
                 dst = locate(conn, destination)
             note.volume = src.volume.name
             note.detail = f"to {dst.path}"
+            check_live(src)
+            check_live(dst)
             if src.is_volume_root or dst.is_volume_root:
                 raise Conflict("a volume's mount point cannot be renamed: use `volume mount`/`unmount`")
             if dst.components[: len(src.components)] == src.components:
@@ -558,6 +585,8 @@ class FileWrites:
                 name = check_name(dst.inside[-1], destination)
                 existing = writer.lookup(directory.ino, name)
                 if existing is not None and existing.ino != entry.ino:
+                    if existing.kind == KIND_TABLE:
+                        raise Conflict(f"{destination} is a JSON table: delete it with `table delete` first")
                     if existing.is_dir != entry.is_dir:
                         raise Conflict(
                             f"cannot replace {'a directory' if existing.is_dir else 'a file'} "
@@ -571,6 +600,8 @@ class FileWrites:
                 return entry_stat(dst, moved)
 
     def _move_across(self, src: Located, dst: Located) -> FileStat:
+        if self.stat(src.path).type == "table":
+            raise Conflict(f"{src.path} is a JSON table: it cannot move to another volume")
         if self.exists(dst.path):
             raise Conflict(f"{dst.path} already exists in another volume")
         self._copy_tree(src.path, dst.path)
@@ -614,6 +645,7 @@ class FileWrites:
         with fabric.access(operation, path) as note, fabric.catalog.write() as conn:
             located = locate(conn, path)
             note.volume = located.volume.name
+            check_live(located)
             note.detail = ",".join(sorted(changes))
             writer = self._writer(conn, located)
             entry = walk_checked(conn, located, principal)[-1]

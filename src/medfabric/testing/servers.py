@@ -149,7 +149,9 @@ def postgres_server() -> Iterator[PostgresServer]:
             stderr=subprocess.DEVNULL,
         )
         wait_for_port(port, 30, process)
-        yield PostgresServer("127.0.0.1", port, "postgres", data_dir)
+        server = PostgresServer("127.0.0.1", port, "postgres", data_dir)
+        _wait_until_accepting(server, process, 60)
+        yield server
     finally:
         if process is not None:
             process.send_signal(signal.SIGINT)  # fast shutdown
@@ -159,6 +161,23 @@ def postgres_server() -> Iterator[PostgresServer]:
                 process.kill()
                 process.wait()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _wait_until_accepting(server: PostgresServer, process: subprocess.Popen[bytes], timeout: float) -> None:
+    """A listening port is not enough: PostgreSQL refuses sessions while it starts up."""
+    ready = postgres_bin_dir() / "pg_isready"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"PostgreSQL exited with {process.returncode} while starting")
+        probe = subprocess.run(
+            [str(ready), "-h", server.host, "-p", str(server.port), "-U", server.user, "-d", "postgres"],
+            capture_output=True,
+        )
+        if probe.returncode == 0:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"PostgreSQL on port {server.port} did not accept sessions within {timeout} s")
 
 
 @dataclass(frozen=True)
