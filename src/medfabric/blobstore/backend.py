@@ -35,8 +35,8 @@ class AppendHandle(abc.ABC):
     """An object being appended to by one writer (appendable backends only)."""
 
     @abc.abstractmethod
-    def write(self, data: bytes) -> int:
-        """Append; returns the offset the data starts at. Not durable until sync()."""
+    def write(self, *parts: bytes | memoryview) -> int:
+        """Append the parts, in order; returns the offset the first starts at. Not durable until sync()."""
 
     @abc.abstractmethod
     def sync(self) -> None:

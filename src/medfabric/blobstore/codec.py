@@ -86,9 +86,14 @@ def encode(policy: CodecPolicy, blob_id: bytes, plaintext: bytes) -> tuple[int, 
     return codec, payload
 
 
-def decode(policy: CodecPolicy, blob_id: bytes, codec: int, payload: bytes, length: int) -> bytes:
-    """Undo the codecs and verify the blob id; IntegrityError on any mismatch."""
-    data = payload
+Buffer = bytes | memoryview
+
+
+def decode(policy: CodecPolicy, blob_id: bytes, codec: int, payload: Buffer, length: int) -> Buffer:
+    """Undo the codecs and verify the blob id; IntegrityError on any mismatch.
+
+    A payload stored as is comes back as the same buffer (a view, no copy)."""
+    data: Buffer = payload
     if codec & ENCRYPTED:
         if policy.data_key is None:
             raise IntegrityError("blob is encrypted but no data key is available for its volume")

@@ -54,10 +54,15 @@ def decode_pack_header(data: bytes) -> PackHeader:
     return PackHeader(raw_id.hex(), volume_id)
 
 
-def encode_record(blob_id: bytes, codec: int, length: int, payload: bytes) -> bytes:
-    """The record header followed by the payload, as one buffer ready to append."""
+def encode_record_header(blob_id: bytes, codec: int, length: int, payload: bytes | memoryview) -> bytes:
+    """The 64-byte header that precedes ``payload`` in a pack (written with it, without copying it)."""
     head = RECORD_HEADER.pack(RECORD_MAGIC, blob_id, codec, length, len(payload), zlib.crc32(payload))
-    return head + RECORD_CRC.pack(zlib.crc32(head)) + payload
+    return head + RECORD_CRC.pack(zlib.crc32(head))
+
+
+def encode_record(blob_id: bytes, codec: int, length: int, payload: bytes) -> bytes:
+    """The record header followed by the payload, as one buffer."""
+    return encode_record_header(blob_id, codec, length, payload) + payload
 
 
 @dataclass(frozen=True)
@@ -81,12 +86,13 @@ def decode_record_header(data: bytes) -> RecordHeader:
     return RecordHeader(blob_id, codec, length, stored, payload_crc)
 
 
-def check_record(record: bytes, expected_blob_id: bytes) -> tuple[RecordHeader, bytes]:
-    """Verify a whole record (header and payload CRCs, blob id); return its header and payload."""
+def check_record(record: bytes, expected_blob_id: bytes) -> tuple[RecordHeader, memoryview]:
+    """Verify a whole record (header and payload CRCs, blob id); return its header and payload
+    (a view into ``record``: no copy)."""
     header = decode_record_header(record)
     if header.blob_id != expected_blob_id:
         raise ValueError("record holds another blob")
-    payload = record[RECORD_HEADER_SIZE:]
+    payload = memoryview(record)[RECORD_HEADER_SIZE:]
     if len(payload) != header.stored_length:
         raise ValueError("record payload truncated")
     if zlib.crc32(payload) != header.payload_crc:

@@ -27,7 +27,7 @@ from medfabric.blobstore.pack import (
     RECORD_HEADER_SIZE,
     check_record,
     encode_pack_header,
-    encode_record,
+    encode_record_header,
     new_pack_id,
     pack_object_name,
 )
@@ -128,7 +128,7 @@ class BlobStore:
 
     def read_blob(
         self, volume_id: int, blob_id: bytes, location: BlobLocation, policy: codecs.CodecPolicy
-    ) -> bytes:
+    ) -> codecs.Buffer:
         """The blob's plaintext, from the first replica whose copy verifies."""
         failures: list[str] = []
         for refresh in (False, True):
@@ -194,25 +194,26 @@ class PackWriter:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def append(self, blob_id: bytes, codec: int, length: int, payload: bytes) -> BlobLocation:
+    def append(self, blob_id: bytes, codec: int, length: int, payload: codecs.Buffer) -> BlobLocation:
         """Queue a blob for the next flush; the returned location is valid once flush() returns."""
-        record = encode_record(blob_id, codec, length, payload)
+        record = (encode_record_header(blob_id, codec, length, payload), payload)
+        size = len(record[0]) + len(payload)
         with self.lock:
             if self.store.appendable and self.placement.packing:
-                location = self._append_to_open_pack(blob_id, codec, length, len(payload), record)
+                location = self._append_to_open_pack(blob_id, codec, length, size, record)
             else:
-                location = self._append_to_upload(blob_id, codec, length, len(payload), record)
+                location = self._append_to_upload(blob_id, codec, length, size, record)
             self._result.blobs[blob_id] = location
             return location
 
     def _append_to_open_pack(
-        self, blob_id: bytes, codec: int, length: int, stored: int, record: bytes
+        self, blob_id: bytes, codec: int, length: int, size: int, record: tuple[bytes, codecs.Buffer]
     ) -> BlobLocation:
         pack = self._open
         if (
             pack is not None
             and pack.size > PACK_HEADER_SIZE
-            and pack.size + len(record) > self.store.pack_target_size
+            and pack.size + size > self.store.pack_target_size
         ):
             self._rotate()
             pack = None
@@ -221,23 +222,23 @@ class PackWriter:
         offset = pack.size
         for location_id, handle in list(pack.handles.items()):
             try:
-                handle.write(record)
+                handle.write(*record)
             except OSError as error:
                 self._drop_replica(pack, location_id, str(error))
         if not pack.handles:
             raise Unavailable(f"no data directory accepted a write to pack {pack.row.pack_id}")
-        pack.size += len(record)
+        pack.size += size
         pack.added += 1
         pack.dirty = True
         self._result.pack_growth[pack.row.pack_id] = (pack.size, pack.added)
-        return BlobLocation(pack.row.pack_id, offset, stored, length, codec)
+        return BlobLocation(pack.row.pack_id, offset, size - RECORD_HEADER_SIZE, length, codec)
 
     def _append_to_upload(
-        self, blob_id: bytes, codec: int, length: int, stored: int, record: bytes
+        self, blob_id: bytes, codec: int, length: int, size: int, record: tuple[bytes, codecs.Buffer]
     ) -> BlobLocation:
         upload = self._upload
         if upload is not None and (
-            not self.placement.packing or len(upload.data) + len(record) > self.store.pack_target_size
+            not self.placement.packing or len(upload.data) + size > self.store.pack_target_size
         ):
             self._start_upload()
             upload = None
@@ -245,9 +246,10 @@ class PackWriter:
             pack_id = new_pack_id()
             upload = self._upload = _Upload(pack_id, bytearray(encode_pack_header(pack_id, self.volume_id)))
         offset = len(upload.data)
-        upload.data += record
+        upload.data += record[0]
+        upload.data += record[1]
         upload.count += 1
-        return BlobLocation(upload.pack_id, offset, stored, length, codec)
+        return BlobLocation(upload.pack_id, offset, size - RECORD_HEADER_SIZE, length, codec)
 
     def _start_upload(self) -> None:
         upload, self._upload = self._upload, None

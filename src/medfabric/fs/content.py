@@ -85,7 +85,7 @@ class ContentBuilder:
         self._reused: list[bytes] = []
 
     def _encode(self, chunk: bytes, *, speculative: bool) -> _Encoded:
-        if chunk == bytes(len(chunk)):
+        if chunk[:1] == b"\0" and chunk[-1:] == b"\0" and chunk == bytes(len(chunk)):
             return _Encoded(b"", len(chunk), zero=True)
         blob_id = codecs.compute_blob_id(self.policy, chunk)
         if not speculative:
@@ -161,12 +161,14 @@ class ContentBuilder:
                     self._queue(item, bool(self._stored([item.blob_id])))
                 result.extents.append(Extent(offset, item.length, None if item.zero else item.blob_id))
 
-        for chunk in _chunks(source, self.chunk_size):
-            digest.update(chunk)
-            window.append((result.size, self.pool.submit(self._encode, chunk, speculative=True)))
-            result.size += len(chunk)
-            drain(depth)
-        drain(0)
+        # The whole-file digest runs in order on a thread of its own, overlapping the reading.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medfabric-digest") as hashing:
+            for chunk in _chunks(source, self.chunk_size):
+                hashing.submit(digest.update, chunk)
+                window.append((result.size, self.pool.submit(self._encode, chunk, speculative=True)))
+                result.size += len(chunk)
+                drain(depth)
+            drain(0)
         result.digest = digest.digest()
         return result
 
@@ -236,15 +238,6 @@ def content_rows(
         for seq, extent in enumerate(prepared.extents)
     ]
     return content, rows
-
-
-def insert_contents(conn: Connection, items: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> None:
-    if not items:
-        return
-    conn.execute(contents.insert(), [content for content, _rows in items])
-    extent_rows = [row for _content, rows in items for row in rows]
-    if extent_rows:
-        conn.execute(extents.insert(), extent_rows)
 
 
 def load_extents(conn: Connection, content_id: int) -> list[Extent]:

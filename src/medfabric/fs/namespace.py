@@ -15,7 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from medfabric.catalog.schema import entries, volumes
+from medfabric.catalog.engine import chunked
+from medfabric.catalog.schema import contents, entries, extents, volumes
 from medfabric.errors import InvalidInput, NotFound
 from medfabric.fs.model import KIND_DIR, Entry, Volume
 from medfabric.fs.paths import join_path
@@ -180,6 +181,9 @@ class VolumeWriter:
         self.now_ns = now_ns
         self._next_counter = self.volume.next_ino
         self._pending: dict[tuple[int, str], Entry] = {}
+        self._known: dict[tuple[int, str], Entry | None] = {}  # prefetched rows (None: absent)
+        self._contents: list[dict[str, Any]] = []
+        self._extents: list[dict[str, Any]] = []
         self._pending_by_ino: dict[int, Entry] = {}
         self._touched: dict[int, Entry] = {}
         self.delta = UsageDelta()
@@ -200,7 +204,38 @@ class VolumeWriter:
             return pending
         if parent_ino in self._pending_by_ino:
             return None  # a directory created in this transaction has only pending children
+        key = (parent_ino, name)
+        if key in self._known:
+            return self._known[key]
         return lookup(self.conn, self.volume.id, parent_ino, name)
+
+    def prefetch(self, parent_ino: int, names: Iterable[str]) -> None:
+        """Look up many names of one directory in one query (batch writes)."""
+        wanted = [name for name in dict.fromkeys(names) if (parent_ino, name) not in self._pending]
+        if parent_ino in self._pending_by_ino or not wanted:
+            return
+        for part in chunked(wanted):
+            found = {
+                entry.name: entry
+                for entry in (
+                    Entry.from_row(row)
+                    for row in self.conn.execute(
+                        sa.select(*_ENTRY_COLUMNS).where(
+                            entries.c.volume_id == self.volume.id,
+                            entries.c.parent_ino == parent_ino,
+                            entries.c.name.in_(part),
+                            entries.c.died.is_(None),
+                        )
+                    )
+                )
+            }
+            for name in part:
+                self._known[(parent_ino, name)] = found.get(name)
+
+    def add_content(self, content: dict[str, Any], extent_rows: list[dict[str, Any]]) -> None:
+        """A file body's rows, inserted with the entries at ``finish``."""
+        self._contents.append(content)
+        self._extents.extend(extent_rows)
 
     def get(self, ino: int) -> Entry | None:
         return self._pending_by_ino.get(ino) or get_by_ino(self.conn, self.volume.id, ino)
@@ -250,6 +285,7 @@ class VolumeWriter:
 
     def retire(self, entry: Entry, *, touch_parent: bool = True) -> None:
         """The entry stops being visible in the open version."""
+        self._known.pop((entry.parent_ino, entry.name), None)
         if self._pending.pop((entry.parent_ino, entry.name), None) is not None:
             self._pending_by_ino.pop(entry.ino, None)
         else:
@@ -279,6 +315,7 @@ class VolumeWriter:
             self._touched[dir_ino] = entry
 
     def _stage(self, entry: Entry) -> None:
+        self._known.pop((entry.parent_ino, entry.name), None)
         self._pending[(entry.parent_ino, entry.name)] = entry
         self._pending_by_ino[entry.ino] = entry
 
@@ -329,6 +366,11 @@ class VolumeWriter:
                 self._retire_row(current)
                 self._stage(replace(refreshed, born=self.version))
         self._touched.clear()
+        if self._contents:
+            self.conn.execute(contents.insert(), self._contents)
+            if self._extents:
+                self.conn.execute(extents.insert(), self._extents)
+            self._contents, self._extents = [], []
         if self._pending:
             self.conn.execute(
                 entries.insert(),

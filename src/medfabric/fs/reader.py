@@ -11,9 +11,10 @@ import io
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from medfabric.blobstore.codec import Buffer
 from medfabric.fs.content import Extent
 
-BlobFetcher = Callable[[bytes], bytes]
+BlobFetcher = Callable[[bytes], Buffer]
 
 
 class FileReader(io.RawIOBase):
@@ -34,8 +35,8 @@ class FileReader(io.RawIOBase):
         self._fetch = fetch
         self._pool = pool
         self._position = 0
-        self._cache: tuple[bytes, bytes] | None = None  # (blob id, plaintext)
-        self._prefetch: tuple[bytes, Future[bytes]] | None = None
+        self._cache: tuple[bytes, Buffer] | None = None  # (blob id, plaintext)
+        self._prefetch: tuple[bytes, Future[Buffer]] | None = None
         self.name = name
 
     @property
@@ -70,21 +71,28 @@ class FileReader(io.RawIOBase):
         want = min(len(view), max(0, self._size - self._position))
         done = 0
         while done < want:
-            piece = self._read_at(self._position, want - done)
+            piece = self._piece_at(self._position, want - done)
             view[done : done + len(piece)] = piece
             done += len(piece)
             self._position += len(piece)
         return done
 
     def readall(self) -> bytes:
-        return self.read(max(0, self._size - self._position))
+        return self.read(-1)
 
     def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:
-            size = max(0, self._size - self._position)
-        out = bytearray(min(size, max(0, self._size - self._position)))
-        count = self.readinto(out)
-        return bytes(out[:count])
+        remaining = max(0, self._size - self._position)
+        want = remaining if size is None or size < 0 else min(size, remaining)
+        pieces: list[Buffer] = []
+        done = 0
+        while done < want:
+            piece = self._piece_at(self._position, want - done)
+            pieces.append(piece)
+            done += len(piece)
+            self._position += len(piece)
+        if len(pieces) == 1:
+            return bytes(pieces[0])
+        return b"".join(pieces)
 
     def pread(self, offset: int, length: int) -> bytes:
         """Read without moving the position (FUSE and ranged GETs)."""
@@ -95,7 +103,8 @@ class FileReader(io.RawIOBase):
         finally:
             self._position = saved
 
-    def _read_at(self, position: int, want: int) -> bytes:
+    def _piece_at(self, position: int, want: int) -> Buffer:
+        """Up to ``want`` bytes at ``position``, as a view into a cached blob where possible."""
         index = bisect.bisect_right(self._starts, position) - 1
         extent = self._parts[index] if index >= 0 else None
         if extent is None or position >= extent.end:
@@ -110,9 +119,9 @@ class FileReader(io.RawIOBase):
         if index + 1 < len(self._parts):
             self._start_prefetch(self._parts[index + 1].blob_id)
         start = extent.blob_offset + inside
-        return data[start : start + count]
+        return memoryview(data)[start : start + count]
 
-    def _blob(self, blob_id: bytes) -> bytes:
+    def _blob(self, blob_id: bytes) -> Buffer:
         if self._cache is not None and self._cache[0] == blob_id:
             return self._cache[1]
         if self._prefetch is not None and self._prefetch[0] == blob_id:

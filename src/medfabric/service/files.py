@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Connection
 
+from medfabric.blobstore.codec import Buffer
 from medfabric.errors import InvalidInput, NotFound
 from medfabric.fs import content as content_rows
 from medfabric.fs.model import FileStat
@@ -100,7 +101,7 @@ class FileService(FileWrites):
         volume = located.volume
         policy = fabric.codec_policy(volume)
 
-        def fetch(blob_id: bytes) -> bytes:
+        def fetch(blob_id: bytes) -> Buffer:
             location = locations.get(blob_id)
             if location is None:
                 raise NotFound(f"{path}: blob {blob_id.hex()[:16]}… is missing from the blob index")

@@ -230,10 +230,9 @@ class FileWrites:
         name = check_name(located.inside[-1], located.path)
         existing = writer.lookup(directory.ino, name)
         content_id = writer.new_id()
-        content, extents = content_rows.content_rows(
-            content_id, writer.volume.id, prepared, writer.now_ns // 1_000_000
+        writer.add_content(
+            *content_rows.content_rows(content_id, writer.volume.id, prepared, writer.now_ns // 1_000_000)
         )
-        content_rows.insert_contents(writer.conn, [(content, extents)])
         if existing is not None:
             if not existing.is_file:
                 raise Conflict(f"{located.path} is a {KIND_NAMES[existing.kind]}")
@@ -361,6 +360,7 @@ class FileWrites:
                 writer = self._writer(conn, batch[0][1])
                 cache: dict[tuple[str, ...], Entry] = {}
                 placed: list[tuple[NewFile, Located, Entry]] = []
+                self._prefetch_targets(writer, batch, parents=parents, cache=cache)
                 for (item, located), body in zip(batch, prepared, strict=True):
                     try:
                         entry = self._place_file(
@@ -386,6 +386,25 @@ class FileWrites:
             self._note_quota_refusal(volume, error)
             raise
         result.written.extend(stat for _item, stat in written)
+
+    def _prefetch_targets(
+        self,
+        writer: VolumeWriter,
+        batch: list[tuple[NewFile, Located]],
+        *,
+        parents: bool,
+        cache: dict[tuple[str, ...], Entry],
+    ) -> None:
+        """Resolve the batch's directories and look up all its names with one query per directory."""
+        names: dict[int, list[str]] = {}
+        for _item, located in batch:
+            try:
+                directory = self._directory(writer, located, parents=parents, cache=cache)
+            except MedfabricError:
+                continue  # reported when the file itself is placed
+            names.setdefault(directory.ino, []).append(located.inside[-1])
+        for directory_ino, wanted in names.items():
+            writer.prefetch(directory_ino, wanted)
 
     def write_at(self, path: str, offset: int, data: bytes) -> FileStat:
         """Overwrite or extend part of a file (what FUSE writes need); the rest is kept."""
@@ -433,16 +452,13 @@ class FileWrites:
                         extents = splice(old, new_size, max(current.size, new_size), [])
                         size = new_size
                     content_id = writer.new_id()
-                    content_rows.insert_contents(
-                        conn,
-                        [
-                            content_rows.content_rows(
-                                content_id,
-                                writer.volume.id,
-                                PreparedContent(size, extents, None),
-                                writer.now_ns // 1_000_000,
-                            )
-                        ],
+                    writer.add_content(
+                        *content_rows.content_rows(
+                            content_id,
+                            writer.volume.id,
+                            PreparedContent(size, extents, None),
+                            writer.now_ns // 1_000_000,
+                        )
                     )
                     updated = writer.update(current, size=size, content_id=content_id, mtime_ns=writer.now_ns)
                     content_rows.record_build(conn, built)
