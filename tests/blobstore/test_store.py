@@ -185,3 +185,41 @@ def test_a_fabric_on_seaweedfs_stores_reads_and_collects(s3_fabric: Fabric) -> N
     report = s3_fabric.admin.gc(grace_seconds=0)
     assert report.packs_deleted == 1
     assert [p for p in s3_fabric.admin.fsck() if p.severity == "error"] == []
+
+
+def test_concurrent_batches_record_only_their_own_blobs(local_fabric: Fabric) -> None:
+    """One batch rolling back (quota) must not take the blob rows of a batch that succeeded."""
+    import threading
+
+    from medfabric.errors import QuotaExceeded
+    from medfabric.service.writes import NewFile
+
+    local_fabric.volumes.create("v", "/v", replication=1, quota="5M")
+    for attempt in range(6):
+        start = threading.Barrier(2)
+        outcome: dict[str, object] = {}
+
+        def small(n: int = attempt) -> None:
+            start.wait()
+            outcome["small"] = local_fabric.fs.write_many(
+                [NewFile(f"/v/ok{n}/{i}", os.urandom(2000)) for i in range(200)]
+            )
+
+        def too_big(n: int = attempt) -> None:
+            start.wait()
+            try:
+                local_fabric.fs.write_many(
+                    [NewFile(f"/v/big{n}/{i}", os.urandom(100_000)) for i in range(100)]
+                )
+            except QuotaExceeded as error:
+                outcome["big"] = error
+
+        threads = [threading.Thread(target=small), threading.Thread(target=too_big)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert isinstance(outcome.get("big"), QuotaExceeded)
+        for i in range(200):
+            local_fabric.fs.read(f"/v/ok{attempt}/{i}")
+    assert [p for p in local_fabric.admin.fsck() if p.severity == "error"] == []

@@ -64,7 +64,12 @@ def _decompressor() -> zstandard.ZstdDecompressor:
 
 
 def compute_blob_id(policy: CodecPolicy, plaintext: bytes | memoryview) -> bytes:
-    hasher = blake3.blake3(key=policy.id_key) if policy.id_key is not None else blake3.blake3()
+    """The id a new blob gets under ``policy``: keyed when the volume is encrypted."""
+    return _blob_id(policy.id_key if policy.encrypted else None, plaintext)
+
+
+def _blob_id(id_key: bytes | None, plaintext: bytes | memoryview) -> bytes:
+    hasher = blake3.blake3(key=id_key) if id_key is not None else blake3.blake3()
     hasher.update(plaintext)
     return hasher.digest()
 
@@ -112,6 +117,9 @@ def decode(policy: CodecPolicy, blob_id: bytes, codec: int, payload: Buffer, len
             raise IntegrityError(f"blob does not decompress: {error}") from error
     elif compression != COMPRESSION_NONE:
         raise IntegrityError(f"unknown compression codec {compression}")
-    if len(data) != length or compute_blob_id(policy, data) != blob_id:
+    # Encrypted blobs have ids keyed with the volume's id key; plain blobs have plain BLAKE3 ids
+    # (a volume being encrypted holds both for a while).
+    id_key = policy.id_key if codec & ENCRYPTED else None
+    if len(data) != length or _blob_id(id_key, data) != blob_id:
         raise IntegrityError("blob content does not match its id")
     return data

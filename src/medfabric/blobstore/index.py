@@ -121,8 +121,8 @@ def reuse_blobs(conn: Connection, volume_id: int, blob_ids: list[bytes]) -> None
 
 def commit_flush(conn: Connection, result: FlushResult) -> None:
     """Record packs and blobs a writer made durable (idempotent for blobs already indexed)."""
-    if result.new_packs:
-        conn.execute(packs.insert(), [p.as_values() for p in result.new_packs])
+    # Several callers' blobs may share an uploaded pack: whoever commits first records its row.
+    insert_ignoring_duplicates(conn, packs, [p.as_values() for p in result.new_packs])
     for pack_id, (end, added) in result.pack_growth.items():
         conn.execute(
             packs.update()

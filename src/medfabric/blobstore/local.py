@@ -17,7 +17,6 @@ from pathlib import Path
 
 from medfabric.blobstore.backend import AppendHandle, Backend, BackendError, Capacity, ObjectInfo
 
-
 WRITEBACK_STEP = 8 * 1024 * 1024
 _SYNC_FILE_RANGE_WRITE = 2
 
@@ -113,6 +112,7 @@ class LocalBackend(Backend):
         return self.root / name
 
     def put(self, name: str, data: bytes) -> None:
+        self._forget(name)  # a cached read descriptor would keep reading the file this replaces
         path = self._path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(path.name + ".tmp")

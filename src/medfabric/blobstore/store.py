@@ -9,6 +9,7 @@ that fail the record CRCs, the codec's authentication or the blob id.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import random
 import socket
@@ -190,12 +191,22 @@ class PackWriter:
         self._syncs: list[tuple[_OpenPack, int, Future[None]]] = []
         self._upload: _Upload | None = None
         self._uploads: list[tuple[PackRow, Future[tuple[int, ...]]]] = []
-        self._result = FlushResult(volume_id)
+        # Each caller (owner) records only its own blobs: several threads share this writer.
+        self._owners = itertools.count(1)
+        self._pending: dict[int, list[tuple[bytes, BlobLocation]]] = {}
+        self._stored_rows: dict[str, PackRow] = {}  # uploaded packs, for their owners' transactions
+        self._failed: set[str] = set()  # packs that could not be made durable at min replication
 
     # -- writing -------------------------------------------------------------------------------
 
-    def append(self, blob_id: bytes, codec: int, length: int, payload: codecs.Buffer) -> BlobLocation:
-        """Queue a blob for the next flush; the returned location is valid once flush() returns."""
+    def new_owner(self) -> int:
+        """A token for one caller: ``flush(owner)`` returns that caller's blobs and no one else's."""
+        return next(self._owners)
+
+    def append(
+        self, blob_id: bytes, codec: int, length: int, payload: codecs.Buffer, *, owner: int = 0
+    ) -> BlobLocation:
+        """Queue a blob for ``owner``'s next flush; the location is valid once that flush returns."""
         record = (encode_record_header(blob_id, codec, length, payload), payload)
         size = len(record[0]) + len(payload)
         with self.lock:
@@ -203,7 +214,7 @@ class PackWriter:
                 location = self._append_to_open_pack(blob_id, codec, length, size, record)
             else:
                 location = self._append_to_upload(blob_id, codec, length, size, record)
-            self._result.blobs[blob_id] = location
+            self._pending.setdefault(owner, []).append((blob_id, location))
             return location
 
     def _append_to_open_pack(
@@ -230,7 +241,6 @@ class PackWriter:
         pack.size += size
         pack.added += 1
         pack.dirty = True
-        self._result.pack_growth[pack.row.pack_id] = (pack.size, pack.added)
         return BlobLocation(pack.row.pack_id, offset, size - RECORD_HEADER_SIZE, length, codec)
 
     def _append_to_upload(
@@ -285,17 +295,36 @@ class PackWriter:
 
     # -- durability ------------------------------------------------------------------------------
 
-    def flush(self) -> FlushResult:
-        """Make every queued blob durable on at least min replication; return what to record."""
+    def flush(self, owner: int = 0) -> FlushResult:
+        """Make everything queued durable on at least min replication; return what ``owner`` must
+        record in its transaction: its blobs, and the rows of the packs that hold them."""
         with self.lock:
-            result, self._result = self._result, FlushResult(self.volume_id)
-            try:
-                self._flush_open_packs()
-                self._flush_uploads(result)
-            except BaseException:
-                self._abandon()
-                raise
+            mine = self._pending.pop(owner, [])
+            self._flush_open_packs()
+            self._flush_uploads()
+            result = FlushResult(self.volume_id)
+            growth: dict[str, tuple[int, int]] = {}
+            for blob_id, location in mine:
+                if location.pack_id in self._failed:
+                    raise Unavailable(f"pack {location.pack_id} did not reach its minimum replication")
+                result.blobs[blob_id] = location
+                row = self._stored_rows.get(location.pack_id)
+                if row is not None:
+                    if row not in result.new_packs:
+                        result.new_packs.append(row)
+                    continue
+                end = location.offset + RECORD_HEADER_SIZE + location.stored_length
+                previous_end, count = growth.get(location.pack_id, (0, 0))
+                growth[location.pack_id] = (max(previous_end, end), count + 1)
+            result.pack_growth = growth
+            self._forget_settled()
             return result
+
+    def _forget_settled(self) -> None:
+        """Drop uploaded-pack rows and failures no pending owner still needs."""
+        wanted = {location.pack_id for blobs in self._pending.values() for _blob_id, location in blobs}
+        self._stored_rows = {key: row for key, row in self._stored_rows.items() if key in wanted}
+        self._failed &= wanted
 
     def _flush_open_packs(self) -> None:
         pending = [pack for pack in (*self._to_seal, self._open) if pack is not None and pack.dirty]
@@ -312,10 +341,11 @@ class PackWriter:
             pack.dirty = False
             pack.added = 0
             if len(pack.handles) < self.min_replication:
-                raise Unavailable(
-                    f"pack {pack.row.pack_id}: only {len(pack.handles)} of "
-                    f"{self.min_replication} required replicas are durable"
-                )
+                # Nothing in it is acknowledged; its owners' flushes fail. Never append to it again.
+                self._failed.add(pack.row.pack_id)
+                if pack is self._open:
+                    self._open = None
+                    self._to_seal.append(pack)
         sealing, self._to_seal = self._to_seal, []
         if sealing:
             now = self.store.clock.now_ms()
@@ -335,16 +365,17 @@ class PackWriter:
                 for handle in pack.handles.values():
                     handle.close()
 
-    def _flush_uploads(self, result: FlushResult) -> None:
+    def _flush_uploads(self) -> None:
         self._start_upload()
         uploads, self._uploads = self._uploads, []
         for row, future in uploads:
-            stored = future.result()
+            try:
+                stored = future.result()
+            except OSError:
+                stored = ()
             if len(stored) < self.min_replication:
-                raise Unavailable(
-                    f"pack {row.pack_id}: stored on {len(stored)} of {self.min_replication} "
-                    "required locations"
-                )
+                self._failed.add(row.pack_id)
+                continue
             final = PackRow(
                 row.pack_id,
                 row.volume_id,
@@ -356,17 +387,8 @@ class PackWriter:
                 row.created_at,
                 row.sealed_at,
             )
-            result.new_packs.append(final)
+            self._stored_rows[row.pack_id] = final
             self.store._replicas[row.pack_id] = stored
-
-    def _abandon(self) -> None:
-        """After a failed flush nothing queued is acknowledged; start the next batch clean."""
-        self._result = FlushResult(self.volume_id)
-        self._upload = None
-        for _row, future in self._uploads:
-            with contextlib.suppress(Exception):
-                future.result()
-        self._uploads = []
 
     # -- pack lifecycle --------------------------------------------------------------------------
 
@@ -492,7 +514,7 @@ class PackWriter:
         with self.lock:
             if self._open is not None or self._to_seal or self._upload is not None or self._uploads:
                 with contextlib.suppress(Exception):
-                    self.flush()
+                    self.flush(owner=-1)
             if self._open is not None:
                 self._release_pack(self._open)
                 self._open = None

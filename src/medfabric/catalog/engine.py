@@ -47,16 +47,30 @@ def sqlite_url(path: Path) -> str:
 class Catalog:
     """The catalog database: one engine, with read and write transactions."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, key: bytes | None = None) -> None:
         self.url = normalize_url(url)
         self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
+        if key is not None and self.dialect != "sqlite":
+            raise InvalidInput(
+                "only the embedded (SQLite) catalog is encrypted by medfabric; encrypt "
+                "PostgreSQL's storage and connections on the server (see docs/design/security.md)"
+            )
+        self.key = key
         self.engine = self._create_engine()
+
+    def _engine_url(self) -> str:
+        if self.key is None:
+            return self.url
+        # SQLCipher (sqlcipher3), keyed with a raw 256-bit key: the whole file is AES-256 encrypted.
+        path = self.url.split("sqlite:///", 1)[1]
+        return f"sqlite+pysqlcipher://:x'{self.key.hex()}'@/{path}"
 
     def _create_engine(self) -> Engine:
         if self.dialect == "sqlite":
             engine = sa.create_engine(
-                self.url,
+                self._engine_url(),
                 connect_args={"timeout": 60, "check_same_thread": False},
+                poolclass=sa.pool.QueuePool,
                 pool_size=8,
                 max_overflow=8,
             )
@@ -74,18 +88,37 @@ class Catalog:
             yield conn
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A write transaction; commits (durably) when the block exits without an exception."""
+    def write(self, *, durable: bool = True) -> Iterator[Connection]:
+        """A write transaction; commits when the block exits without an exception.
+
+        The commit is durable (fsync'd) unless ``durable`` is False: then it survives a crash of
+        the process but not of the machine (SQLite synchronous=NORMAL, PostgreSQL
+        synchronous_commit=off), for records whose writer chose that trade (the audit log may).
+        """
         with self._connect() as conn:
             conn = conn.execution_options(medfabric_write=True)
-            with conn.begin():
-                yield conn
+            relaxed = not durable and self.dialect == "sqlite"
+            if relaxed:  # outside any transaction, on the driver's connection (SQLite insists)
+                _driver_execute(conn, "PRAGMA synchronous=NORMAL")
+            try:
+                with conn.begin():
+                    if not durable and self.dialect == "postgresql":
+                        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                    yield conn
+            finally:
+                if relaxed:
+                    _driver_execute(conn, "PRAGMA synchronous=FULL")
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[Connection]:
         try:
             conn = self.engine.connect()
-        except sa.exc.OperationalError as error:
+        except sa.exc.DatabaseError as error:
+            if "not a database" in str(error):
+                raise Unavailable(
+                    f"cannot read the catalog at {self.safe_url}: it is encrypted with "
+                    "another key, or the catalog key is missing"
+                ) from error
             raise Unavailable(f"cannot reach the catalog at {self.safe_url}: {_first_line(error)}") from error
         with conn:
             yield conn
@@ -128,8 +161,8 @@ class Catalog:
         self.engine.dispose()
 
 
-def open_catalog(url: str, *, create: bool = False) -> Catalog:
-    catalog = Catalog(url)
+def open_catalog(url: str, *, create: bool = False, key: bytes | None = None) -> Catalog:
+    catalog = Catalog(url, key=key)
     if create:
         catalog.upgrade()
     else:
@@ -147,6 +180,14 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()
+
+
+def _driver_execute(conn: Connection, statement: str) -> None:
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()
 
 
 def _sqlite_on_begin(conn: Connection) -> None:

@@ -8,10 +8,10 @@ later, inside the transaction that also writes the namespace entry (``insert_con
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import blake3
 import sqlalchemy as sa
@@ -25,6 +25,8 @@ from medfabric.catalog.engine import chunked
 from medfabric.catalog.schema import contents, extents
 
 CHUNK_SIZE = 4 * 1024 * 1024
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class ContentBuilder:
         self.pool = pool
         self.chunk_size = chunk_size
         self.writer = store.writer(volume_id, placement)
+        self.owner = self.writer.new_owner()  # the shared writer hands back only our blobs
         self._known: set[bytes] = set()  # queued or found stored, in this build
         self._reused: list[bytes] = []
 
@@ -107,16 +110,35 @@ class ContentBuilder:
         if already_stored:
             self._reused.append(encoded.blob_id)
         else:
-            self.writer.append(encoded.blob_id, encoded.codec, encoded.length, encoded.payload)
+            self.writer.append(
+                encoded.blob_id, encoded.codec, encoded.length, encoded.payload, owner=self.owner
+            )
+
+    def _map(self, function: Callable[[T], R], items: list[T]) -> list[R]:
+        """``function`` over ``items`` on the pool, in a few slices (a task per item costs more than
+        hashing a small file)."""
+        if len(items) < 16:
+            return [function(item) for item in items]
+        slices = max(2, 2 * getattr(self.pool, "_max_workers", 2))
+        step = -(-len(items) // slices)
+        parts = [items[start : start + step] for start in range(0, len(items), step)]
+        return [
+            result
+            for part in self.pool.map(lambda part: [function(item) for item in part], parts)
+            for result in part
+        ]
 
     def add_bytes_many(self, bodies: list[bytes]) -> list[PreparedContent]:
         """Many small bodies at once: hashed in parallel, one catalog lookup, encoded in parallel."""
         pieces: list[tuple[int, int, bytes]] = []  # (body index, offset, chunk)
         for number, body in enumerate(bodies):
+            if len(body) <= self.chunk_size:
+                pieces.append((number, 0, body))  # the common case: no copy
+                continue
             view = memoryview(body)
             for offset in range(0, len(body), self.chunk_size):
                 pieces.append((number, offset, bytes(view[offset : offset + self.chunk_size])))
-        hashed = list(self.pool.map(lambda piece: self._encode(piece[2], speculative=False), pieces))
+        hashed = self._map(lambda piece: self._encode(piece[2], speculative=False), pieces)
         stored = self._stored([item.blob_id for item in hashed if not item.zero])
         to_encode = [
             item
@@ -126,7 +148,7 @@ class ContentBuilder:
         encoded = dict(
             zip(
                 [item.blob_id for item in to_encode],
-                self.pool.map(lambda item: codecs.encode(self.policy, item.blob_id, item.payload), to_encode),
+                self._map(lambda item: codecs.encode(self.policy, item.blob_id, item.payload), to_encode),
                 strict=True,
             )
         )
@@ -138,10 +160,16 @@ class ContentBuilder:
                     self._reused.append(item.blob_id)
                 else:
                     codec, payload = encoded[item.blob_id]
-                    self.writer.append(item.blob_id, codec, item.length, payload)
+                    self.writer.append(item.blob_id, codec, item.length, payload, owner=self.owner)
             results[number].extents.append(Extent(offset, item.length, None if item.zero else item.blob_id))
         for result, body in zip(results, bodies, strict=True):
-            result.digest = blake3.blake3(body).digest() if len(body) <= self.chunk_size else None
+            if len(body) > self.chunk_size:
+                continue  # a whole-file digest would cost a pass over a large body: left unknown
+            only = result.extents[0] if result.extents else None
+            if only is not None and only.blob_id is not None and not self.policy.encrypted:
+                result.digest = only.blob_id  # one plain blob: its id is the BLAKE3 of the body
+            else:
+                result.digest = blake3.blake3(body).digest()
         return results
 
     def add_stream(
@@ -174,7 +202,7 @@ class ContentBuilder:
 
     def flush(self) -> BuildResult:
         """Make every queued blob durable; the result is recorded by ``record_build``."""
-        result = BuildResult(self.writer.flush(), self._reused)
+        result = BuildResult(self.writer.flush(self.owner), self._reused)
         self._reused = []
         self._known = set()
         return result

@@ -84,12 +84,12 @@ def collect(store: BlobStore, *, now_ms: int, grace_ms: int, live_fraction: floa
     report.packs_compacted = _compact(
         store, now_ms=now_ms, grace_ms=grace_ms, live_fraction=live_fraction, report=report
     )
-    _delete_packs(store, report)
+    delete_marked_packs(store, report)
     _delete_stray_objects(store, now_ms=now_ms, grace_ms=grace_ms, report=report)
     return report
 
 
-def _delete_packs(store: BlobStore, report: GcReport) -> None:
+def delete_marked_packs(store: BlobStore, report: GcReport) -> None:
     with store.catalog.read() as conn:
         doomed = conn.execute(
             sa.select(packs.c.id, packs.c.volume_id, packs.c.replicas, packs.c.size).where(
@@ -150,13 +150,13 @@ def _compact(store: BlobStore, *, now_ms: int, grace_ms: int, live_fraction: flo
     for pack_id, volume_id, size, live_bytes, replication, min_replication in rows:
         if (int(live_bytes) + PACK_HEADER_SIZE) >= live_fraction * int(size):
             continue
-        _rewrite_pack(store, str(pack_id), int(volume_id), Placement(int(replication), int(min_replication)))
+        rewrite_pack(store, str(pack_id), int(volume_id), Placement(int(replication), int(min_replication)))
         compacted += 1
         report.bytes_reclaimed += int(size) - int(live_bytes)
     return compacted
 
 
-def _rewrite_pack(store: BlobStore, pack_id: str, volume_id: int, placement: Placement) -> None:
+def rewrite_pack(store: BlobStore, pack_id: str, volume_id: int, placement: Placement) -> None:
     with store.catalog.read() as conn:
         live = conn.execute(
             sa.select(

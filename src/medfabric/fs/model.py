@@ -46,6 +46,12 @@ class Volume:
     logical_bytes: int
     file_count: int
     dir_count: int
+    acl: str = ""  # the volume's ACL, as `acl show` prints it (users and groups with codes)
+    read_ace: str | None = None  # volume ACEs; None means the default (creator and admins)
+    write_ace: str | None = None
+    audited: bool = False
+    audit_ops: str = ""
+    encryption: str = "off"  # off | on | encrypting
 
     @classmethod
     def from_row(cls, row: Any) -> Volume:
@@ -75,6 +81,7 @@ class Entry:
     target: str | None
     born: int
     died: int | None
+    aces: str | None = None  # JSON of the entry's file/directory ACEs (security.ace.FileAces)
 
     @classmethod
     def from_row(cls, row: Any) -> Entry:

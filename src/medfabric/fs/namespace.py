@@ -257,6 +257,7 @@ class VolumeWriter:
         ino: int | None = None,
         mtime_ns: int | None = None,
         atime_ns: int | None = None,
+        aces: str | None = None,
     ) -> Entry:
         now = self.now_ns
         entry = Entry(
@@ -276,6 +277,7 @@ class VolumeWriter:
             target=target,
             born=self.version,
             died=None,
+            aces=aces,
         )
         self._stage(entry)
         self._count(entry, +1)

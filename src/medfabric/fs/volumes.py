@@ -58,6 +58,7 @@ def insert_volume(
     now_ns: int,
     root_mode: int = 0o755,
     root_group: str | None = None,
+    **attributes: Any,
 ) -> Volume:
     now_ms = now_ns // 1_000_000
     volume_id = conn.execute(
@@ -73,6 +74,7 @@ def insert_volume(
             next_ino=ROOT_COUNTER + 1,
             replication=replication,
             min_replication=min_replication,
+            **attributes,
             quota=quota,
             advisory_quota=advisory_quota,
             readonly=readonly,

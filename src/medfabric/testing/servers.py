@@ -61,6 +61,11 @@ def _as_unprivileged(command: list[str]) -> list[str]:
     return command
 
 
+def _unprivileged_user() -> dict[str, str]:
+    """Popen arguments that exec postgres itself as 'nobody' (no wrapper: signals reach it)."""
+    return {"user": "nobody", "group": "nogroup"} if os.geteuid() == 0 else {}
+
+
 @dataclass(frozen=True)
 class PostgresServer:
     host: str
@@ -124,7 +129,7 @@ def postgres_server() -> Iterator[PostgresServer]:
             capture_output=True,
         )
         process = subprocess.Popen(
-            _as_unprivileged(
+            (
                 [
                     str(bin_dir / "postgres"),
                     "-D",
@@ -147,6 +152,7 @@ def postgres_server() -> Iterator[PostgresServer]:
             ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            **_unprivileged_user(),  # type: ignore[call-overload]
         )
         wait_for_port(port, 30, process)
         server = PostgresServer("127.0.0.1", port, "postgres", data_dir)
@@ -228,6 +234,7 @@ def seaweedfs_server() -> Iterator[SeaweedServer]:
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
         "-master.volumeSizeLimitMB=64",
+        "-volume.max=300",
     ]
     log = open(workdir / "weed.log", "wb")  # noqa: SIM115 - closed in finally
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
