@@ -1,0 +1,235 @@
+"""Bulk import of local files: walk the paths, parse in worker processes, ingest in batches.
+
+pydicom is pure Python, so parsing runs in a pool of processes (one per core) that read each file,
+parse and validate its header and hash it, and send back only the parse (never the bytes). The main
+process reads the bytes again, checks they are the ones parsed (size and header), and hands batches
+of a few hundred instances to the pipeline, while the workers parse ahead. Resumable by design: the
+pipeline is idempotent by SOP Instance UID. It never writes to the fabric except through ``ingest``.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue
+import threading
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from medfabric.errors import NotFound
+from medfabric.imaging.ingest.model import (
+    NOT_FOUND,
+    UNREADABLE,
+    IngestItem,
+    IngestOutcome,
+    IngestReport,
+    ParsedInstance,
+    Rejection,
+)
+from medfabric.imaging.ingest.parse import parse_instance, parse_prefix, with_digest
+
+Ingest = Callable[[list[IngestItem]], IngestReport]
+Progress = Callable[[int, int], None]  # (files done, bytes done)
+
+BATCH_FILES = 256
+BATCH_BYTES = 64 * 1024 * 1024
+JOB_FILES = 16
+HEADER_READ = 64 * 1024  # what a worker reads first: the header of almost every instance
+INLINE_BELOW = 48  # fewer files than this are parsed in-process: a pool costs more to start
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    path: str
+    outcome: ParsedInstance | Rejection
+    header: bytes  # the bytes that were parsed, to check the main process reads the same file
+
+
+def collect_files(paths: list[Path]) -> list[Path]:
+    """Every regular file under ``paths`` (recursively, sorted, hidden names skipped)."""
+    found: list[Path] = []
+    for root in paths:
+        if root.is_file():
+            found.append(root)
+            continue
+        if not root.is_dir():
+            raise NotFound(f"{root}: no such file or directory")
+        for directory, names, files in os.walk(root):
+            names[:] = sorted(name for name in names if not name.startswith("."))
+            found.extend(Path(directory, name) for name in sorted(files) if not name.startswith("."))
+    return found
+
+
+def import_files(
+    files: list[Path],
+    ingest: Ingest,
+    *,
+    workers: int | None = None,
+    batch_files: int = BATCH_FILES,
+    batch_bytes: int = BATCH_BYTES,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Ingest ``files`` in batches; stops after a batch in which the fabric refused something."""
+    started = time.perf_counter()
+    report = IngestReport()
+    order = {str(path): number for number, path in enumerate(files)}
+    counted = [0, 0]  # files, bytes done
+
+    def done(result: IngestReport, size: int) -> None:
+        counted[0] += len(result.outcomes)
+        counted[1] += size
+        if progress is not None:
+            progress(counted[0], counted[1])
+
+    writer = _BatchWriter(ingest, done)
+    batch: list[IngestItem] = []
+    batch_size = 0
+    try:
+        for parsed in _parse_all(files, workers):
+            if writer.failed.is_set():
+                break
+            item_or_outcome = _item(parsed)
+            if isinstance(item_or_outcome, IngestOutcome):
+                report.outcomes.append(item_or_outcome)
+                done(IngestReport([item_or_outcome]), 0)
+                continue
+            batch.append(item_or_outcome)
+            batch_size += len(item_or_outcome.data)
+            if len(batch) >= batch_files or batch_size >= batch_bytes:
+                writer.submit(batch, batch_size)
+                batch, batch_size = [], 0
+        if batch:
+            writer.submit(batch, batch_size)
+    finally:
+        writer.close()
+    for result in writer.reports:
+        report.extend(result)
+    report.outcomes.sort(key=lambda outcome: order.get(outcome.source, -1))
+    if report.failed:
+        report.aborted = report.failed[0].message
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+class _BatchWriter:
+    """Runs ``ingest`` on one batch at a time in a thread of its own, so that reading the next batch
+    overlaps with storing this one (the storing is mostly I/O and hashing, which release the GIL)."""
+
+    def __init__(self, ingest: Ingest, done: Callable[[IngestReport, int], None]) -> None:
+        self.ingest = ingest
+        self.done = done
+        self.reports: list[IngestReport] = []
+        self.failed = threading.Event()  # the fabric refused a batch: stop reading
+        self._error: BaseException | None = None
+        self._queue: queue.Queue[tuple[list[IngestItem], int] | None] = queue.Queue(maxsize=1)
+        self._thread = threading.Thread(target=self._run, name="medfabric-ingest", daemon=True)
+        self._thread.start()
+
+    def submit(self, batch: list[IngestItem], size: int) -> None:
+        self._queue.put((batch, size))
+
+    def close(self) -> None:
+        """Wait for the batches queued; re-raise what went wrong in the thread."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (work := self._queue.get()) is not None:
+            if self.failed.is_set():
+                continue
+            batch, size = work
+            try:
+                result = self.ingest(batch)
+            except BaseException as error:  # noqa: BLE001 - handed to the caller by close()
+                self._error = error
+                self.failed.set()
+                continue
+            self.reports.append(result)
+            self.done(result, size)
+            if result.failed:
+                self.failed.set()
+
+
+def _item(parsed: _Parsed) -> IngestItem | IngestOutcome:
+    """The item to ingest (bytes read here), or the outcome of a file refused already."""
+    if isinstance(parsed.outcome, Rejection):
+        return IngestOutcome(parsed.path, "rejected", parsed.outcome.reason, parsed.outcome.message)
+    try:
+        data = Path(parsed.path).read_bytes()
+    except OSError as error:
+        return IngestOutcome(parsed.path, "rejected", NOT_FOUND, f"cannot be read: {error.strerror}")
+    outcome = parsed.outcome
+    if len(data) != outcome.size or not data.startswith(parsed.header):
+        return IngestItem(data, parsed.path)  # it changed since it was parsed: the pipeline parses again
+    return IngestItem(data, parsed.path, with_digest(outcome, data))
+
+
+def _parse_all(files: list[Path], workers: int | None) -> Iterator[_Parsed]:
+    """Parses in file order; in a process pool when there are enough files to pay for one."""
+    names = [str(path) for path in files]
+    count = workers if workers is not None else (os.cpu_count() or 1)
+    if count <= 0 or len(names) < INLINE_BELOW:
+        for name in names:
+            yield from parse_files([name])
+        return
+    jobs = [names[start : start + JOB_FILES] for start in range(0, len(names), JOB_FILES)]
+    window = max(4, BATCH_FILES // JOB_FILES + 2 * count)  # enough to keep parsing during a batch write
+    # fork, not spawn/forkserver: those re-run an unguarded __main__ (a user's script) in every worker.
+    # The workers only run parse_files, which takes no lock a parent thread could hold.
+    context = multiprocessing.get_context(
+        "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    )
+    with (
+        warnings.catch_warnings(),
+        ProcessPoolExecutor(max_workers=count, mp_context=context, initializer=_quiet) as pool,
+    ):
+        warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+        queued: deque[Future[list[_Parsed]]] = deque()
+        next_job = 0
+        try:
+            while next_job < len(jobs) or queued:
+                while next_job < len(jobs) and len(queued) < window:
+                    queued.append(pool.submit(parse_files, jobs[next_job]))
+                    next_job += 1
+                yield from queued.popleft().result()
+        finally:
+            for future in queued:
+                future.cancel()
+
+
+def _quiet() -> None:
+    """Worker start-up: pydicom's warnings about odd values are noise on a progress bar."""
+    warnings.simplefilter("ignore")
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+
+
+def parse_files(paths: list[str]) -> list[_Parsed]:
+    """A worker's job: read the start of each file (all of it when the header needs it), parse and
+    validate it; return the parses, not the bytes."""
+    results: list[_Parsed] = []
+    for path in paths:
+        try:
+            with open(path, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                data = handle.read(HEADER_READ)
+                outcome = parse_prefix(data, size)
+                if outcome is None:
+                    data += handle.read()
+                    outcome = parse_instance(data)
+        except FileNotFoundError:
+            results.append(_Parsed(path, Rejection(NOT_FOUND, "the file vanished before it was read"), b""))
+            continue
+        except OSError as error:
+            results.append(_Parsed(path, Rejection(UNREADABLE, f"cannot be read: {error.strerror}"), b""))
+            continue
+        header = data[: outcome.header_length] if isinstance(outcome, ParsedInstance) else b""
+        results.append(_Parsed(path, outcome, header))
+    return results

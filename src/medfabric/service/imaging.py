@@ -1,0 +1,290 @@
+"""DICOM in the service layer: ingest (one pipeline for every path), bulk import, the drop folder,
+the imaging index (`find`, `reindex`) and the ingest settings.
+
+Every front end (CLI, DICOMweb, DIMSE, S3) reaches imaging through this class; it checks and audits
+like the rest of the service and never lets a caller near the catalog or the blob store.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medfabric.docdb.conditions import condition_from_text
+from medfabric.errors import InvalidInput, NotFound
+from medfabric.imaging import index
+from medfabric.imaging.index import reconcile
+from medfabric.imaging.ingest.importer import Progress, collect_files, import_files
+from medfabric.imaging.ingest.metadata import Placement, document_id, metadata_document
+from medfabric.imaging.ingest.model import IngestItem, IngestReport, ParsedInstance
+from medfabric.imaging.ingest.parse import MAGIC, PREAMBLE, parse_instance
+from medfabric.imaging.ingest.pipeline import (
+    POLICIES,
+    SETTING_DEFAULT_VOLUME,
+    SETTING_METADATA_TABLE,
+    SETTING_POLICY,
+    SETTING_ROUTES,
+    DicomSettings,
+    IngestPipeline,
+)
+from medfabric.imaging.ingest.routing import parse_routes
+from medfabric.imaging.ingest.watcher import DropFolder, watch
+from medfabric.service.access import require_admin
+
+if TYPE_CHECKING:
+    from medfabric.service.fabric import Fabric
+
+
+class DicomService:
+    def __init__(self, fabric: Fabric) -> None:
+        self.fabric = fabric
+
+    # -- settings --
+
+    def settings(self) -> DicomSettings:
+        return DicomSettings.from_settings(self.fabric.settings())
+
+    def configuration(self) -> dict[str, Any]:
+        settings = self.settings()
+        return {
+            "routes": [route.spec for route in settings.routes],
+            "defaultVolume": settings.default_volume,
+            "duplicatePolicy": settings.policy,
+            "metadataTable": settings.metadata_table,
+        }
+
+    def configure(
+        self,
+        *,
+        routes: Sequence[Mapping[str, Any]] | str | None = None,
+        default_volume: str | None = None,
+        policy: str | None = None,
+        metadata_table: str | None = None,
+    ) -> dict[str, Any]:
+        """Check and save ingest settings (administrators only); None leaves a setting as it is."""
+        values: dict[str, str] = {}
+        if routes is not None:
+            parsed = parse_routes(routes if isinstance(routes, str) else list(routes))
+            self._require_volumes([route.volume for route in parsed])
+            values[SETTING_ROUTES] = json.dumps([route.spec for route in parsed])
+        if default_volume is not None:
+            if default_volume:
+                self._require_volumes([default_volume])
+            values[SETTING_DEFAULT_VOLUME] = default_volume
+        if policy is not None:
+            if policy not in POLICIES:
+                raise InvalidInput(f"duplicate policy must be one of {', '.join(POLICIES)}, not {policy!r}")
+            values[SETTING_POLICY] = policy
+        if metadata_table is not None:
+            values[SETTING_METADATA_TABLE] = metadata_table
+        if values:
+            self.fabric.admin.config_save(values)
+        return self.configuration()
+
+    def _require_volumes(self, names: list[str]) -> None:
+        known = {volume.name for volume in self.fabric.volumes.list()}
+        missing = sorted(set(names) - known)
+        if missing:
+            raise NotFound(f"no volume named {', '.join(missing)}")
+
+    # -- ingest --
+
+    def ingest(
+        self, items: list[IngestItem], *, volume: str | None = None, policy: str | None = None
+    ) -> IngestReport:
+        """The one pipeline: every ingest path (import, drop folder, C-STORE, STOW-RS, S3) calls this."""
+        return IngestPipeline(self.fabric).run(items, volume=volume, policy=policy)
+
+    def import_paths(
+        self,
+        paths: Sequence[Path | str],
+        *,
+        volume: str | None = None,
+        policy: str | None = None,
+        workers: int | None = None,
+        progress: Progress | None = None,
+        on_start: Callable[[int], None] | None = None,
+    ) -> IngestReport:
+        """Import local files and directories (recursively); see ``medfabric dicom import``."""
+        self._require_destination(volume)
+        files = collect_files([Path(path) for path in paths])
+        if on_start is not None:
+            on_start(len(files))
+        pipeline = IngestPipeline(self.fabric)
+        return import_files(
+            files,
+            lambda items: pipeline.run(items, volume=volume, policy=policy),
+            workers=workers,
+            progress=progress,
+        )
+
+    def drop_folder(
+        self, directory: Path | str, *, volume: str | None = None, archive: Path | str | None = None
+    ) -> DropFolder:
+        self._require_destination(volume)
+        pipeline = IngestPipeline(self.fabric)
+        return DropFolder(
+            Path(directory),
+            lambda items: pipeline.run(items, volume=volume),
+            archive=Path(archive) if archive is not None else None,
+        )
+
+    def watch(
+        self,
+        directory: Path | str,
+        *,
+        volume: str | None = None,
+        archive: Path | str | None = None,
+        once: bool = False,
+        interval: float = 1.0,
+        stop: threading.Event | None = None,
+        on_report: Callable[[IngestReport], None] | None = None,
+    ) -> IngestReport:
+        """Ingest files dropped into ``directory`` until ``stop`` is set (``once``: what is there now)."""
+        if interval <= 0:
+            raise InvalidInput("the polling interval must be positive")
+        folder = self.drop_folder(directory, volume=volume, archive=archive)
+        return watch(folder, interval=interval, once=once, stop=stop, on_report=on_report)
+
+    def _require_destination(self, volume: str | None) -> None:
+        """Fail early when nothing could say where instances go."""
+        if volume is not None:
+            self._require_volumes([volume])
+            return
+        settings = self.settings()
+        if not settings.routes and settings.default_volume is None:
+            raise InvalidInput(
+                "no volume for DICOM ingest: pass -volume, or set routing rules / a default volume "
+                "(`medfabric dicom routes -default VOLUME`)"
+            )
+
+    # -- the index --
+
+    def find(
+        self,
+        level: str = "study",
+        condition: Mapping[str, Any] | str | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Patients, studies, series or instances matching a MongoDB-style condition."""
+        parsed = condition_from_text(condition)
+        with self.fabric.access("dicom find") as note, self.fabric.catalog.read() as conn:
+            note.detail = f"{level} {json.dumps(parsed) if parsed else '{}'}"
+            return index.find(conn, level, parsed, limit=limit, offset=offset)
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Instances, bytes, series and studies per volume and modality."""
+        with self.fabric.access("dicom summary"), self.fabric.catalog.read() as conn:
+            return index.query.summary(conn)
+
+    def reindex(self, volume: str | None = None) -> list[dict[str, Any]]:
+        """Bring the index in line with the namespace (files removed, renamed or written by hand)."""
+        fabric = self.fabric
+        require_admin(fabric.principal, "reindex DICOM volumes")
+        targets = [fabric.volumes.info(volume)] if volume else fabric.volumes.list()
+        results = [self._reindex_volume(target) for target in targets if target.mounted]
+        if volume is None:
+            results.extend(self._forget_removed_volumes())
+        return results
+
+    def _forget_removed_volumes(self) -> list[dict[str, Any]]:
+        fabric = self.fabric
+        with fabric.access("dicom reindex"), fabric.catalog.write() as conn:
+            orphans = reconcile.orphaned_rows(conn)
+            if not orphans:
+                return []
+            now = fabric.clock.now_ms()
+            touched = index.delete_instances(conn, [row.id for row in orphans])
+            touched |= reconcile.recompute_latest(conn, [row.sop_uid for row in orphans])
+            index.refresh_counts(conn, touched, now)
+        table = self.settings().metadata_table
+        if table:
+            self._fix_documents(table, orphans, {}, orphans)
+        return [
+            {"volume": "(removed volumes)", "removed": len(orphans), "moved": 0, "added": 0, "skipped": 0}
+        ]
+
+    def _reindex_volume(self, target: Any) -> dict[str, Any]:
+        fabric = self.fabric
+        settings = self.settings()
+        with fabric.access("dicom reindex", target.mount_path, target.name), fabric.catalog.read() as conn:
+            files = reconcile.live_files(conn, target)
+            rows = reconcile.indexed_rows(conn, target.id)
+        indexed = {row.ino for row in rows}
+        gone = [row for row in rows if row.ino not in files]
+        moved = {row.id: files[row.ino] for row in rows if row.ino in files and files[row.ino] != row.path}
+        records: list[index.InstanceRecord] = []
+        documents: list[dict[str, Any]] = []
+        skipped = 0
+        now = fabric.clock.now_ms()
+        for ino, path in sorted(files.items(), key=lambda item: item[1]):
+            if ino in indexed:
+                continue
+            parsed = self._read_instance(path)
+            if parsed is None:
+                skipped += 1
+                continue
+            with fabric.catalog.read() as conn:
+                versions = [
+                    r.version
+                    for r in index.lookup(conn, [parsed.sop_instance_uid]).get(parsed.sop_instance_uid, [])
+                ]
+            version = (
+                max(
+                    versions
+                    + [r.version for r in records if r.parsed.sop_instance_uid == parsed.sop_instance_uid],
+                    default=0,
+                )
+                + 1
+            )
+            records.append(index.InstanceRecord(parsed, target.id, ino, path, version, now))
+            documents.append(metadata_document(parsed, Placement(target.name, path, version, now)))
+        with fabric.catalog.write() as conn:
+            touched = index.delete_instances(conn, [row.id for row in gone])
+            touched |= reconcile.recompute_latest(conn, [row.sop_uid for row in gone])
+            reconcile.update_paths(conn, moved)
+            touched |= index.record(conn, records, now)
+            index.refresh_counts(conn, touched, now)
+            if settings.metadata_table and documents:
+                fabric.tables.upsert_documents(conn, settings.metadata_table, documents)
+        if settings.metadata_table:
+            self._fix_documents(settings.metadata_table, gone, moved, rows)
+        return {
+            "volume": target.name,
+            "removed": len(gone),
+            "moved": len(moved),
+            "added": len(records),
+            "skipped": skipped,
+        }
+
+    def _read_instance(self, path: str) -> ParsedInstance | None:
+        with self.fabric.fs.open(path) as reader:
+            head = reader.read(PREAMBLE + len(MAGIC))
+            if head[PREAMBLE:] != MAGIC:
+                return None
+            data = head + reader.read()
+        parsed = parse_instance(data)
+        return parsed if isinstance(parsed, ParsedInstance) else None
+
+    def _fix_documents(self, table: str, gone: list[Any], moved: dict[int, str], rows: list[Any]) -> None:
+        if not self.fabric.tables.exists(table):
+            return
+        for row in gone:
+            try:
+                self.fabric.tables.change(table, "delete", document_id(row.sop_uid, row.version))
+            except NotFound:
+                pass
+        by_id = {row.id: row for row in rows}
+        for row_id, path in moved.items():
+            row = by_id[row_id]
+            try:
+                self.fabric.tables.change(
+                    table, "update", document_id(row.sop_uid, row.version), {"$set": {"path": path}}
+                )
+            except NotFound:
+                pass

@@ -1,0 +1,302 @@
+"""The pure stages of ingest: parse and validate, placement, routing rules, the metadata document."""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom import dcmread, dcmwrite
+from pydicom.uid import ExplicitVRBigEndian
+
+from medfabric.errors import InvalidInput
+from medfabric.fs.paths import check_name, split_path
+from medfabric.imaging.ingest.attributes import dataset_json
+from medfabric.imaging.ingest.header import read_header
+from medfabric.imaging.ingest.metadata import Placement, metadata_document
+from medfabric.imaging.ingest.model import ParsedInstance, Rejection
+from medfabric.imaging.ingest.parse import parse_instance, parse_prefix, with_digest
+from medfabric.imaging.ingest.placement import instance_path, safe_component
+from medfabric.imaging.ingest.routing import choose_volume, parse_routes
+from medfabric.imaging.synth import generate_corpus, write_bad_files
+from tests.imaging.test_ingest_helpers import ROUTES, make_instance
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("corpus")
+    generate_corpus(root, patients=2, seed=3, size="small")
+    return sorted(root.rglob("*.dcm"))
+
+
+def parsed(data: bytes) -> ParsedInstance:
+    result = parse_instance(data)
+    assert isinstance(result, ParsedInstance), result
+    return result
+
+
+# -- parse and validate --
+
+
+def test_the_synthetic_bad_files_are_rejected_each_with_its_reason(tmp_path: Path) -> None:
+    expected = write_bad_files(tmp_path)
+    for name, reason in expected.items():
+        result = parse_instance((tmp_path / name).read_bytes())
+        assert isinstance(result, Rejection), name
+        assert result.reason == reason, (name, result)
+        assert result.message
+
+
+@pytest.mark.parametrize(
+    ("keyword", "reason"),
+    [
+        ("SOPInstanceUID", "missing_sop_instance_uid"),
+        ("SeriesInstanceUID", "missing_series_instance_uid"),
+        ("StudyInstanceUID", "missing_study_instance_uid"),
+        ("SOPClassUID", "missing_sop_class_uid"),
+    ],
+)
+def test_each_identifying_uid_is_required(keyword: str, reason: str) -> None:
+    result = parse_instance(make_instance(drop=(keyword,)))
+    assert isinstance(result, Rejection) and result.reason == reason
+
+
+def test_every_cut_of_a_file_is_rejected(corpus: list[Path]) -> None:
+    syntaxes = set()
+    for path in corpus[::3]:
+        data = path.read_bytes()
+        syntaxes.add(parsed(data).transfer_syntax_uid)
+        for cut in range(1, len(data), max(1, len(data) // 60)):
+            result = parse_instance(data[:cut])
+            assert isinstance(result, Rejection), (path, cut)
+    assert len(syntaxes) >= 3  # explicit, implicit and encapsulated syntaxes were all cut
+
+
+def test_the_direct_reader_agrees_with_pydicom_on_every_transfer_syntax(corpus: list[Path]) -> None:
+    syntaxes = set()
+    for path in corpus:
+        data = path.read_bytes()
+        header = read_header(data)
+        assert header is not None, path
+        syntaxes.add(header.transfer_syntax)
+        assert header.attributes == dataset_json(dcmread(io.BytesIO(data), stop_before_pixels=True)), path
+    assert len(syntaxes) == 5
+
+
+def test_a_prefix_parses_like_the_whole_file(corpus: list[Path]) -> None:
+    used = 0
+    for path in corpus:
+        data = path.read_bytes()
+        whole = parsed(data)
+        result = parse_prefix(data[:4096], len(data))
+        if result is None:  # encapsulated Pixel Data or a longer header: the worker reads it all
+            continue
+        used += 1
+        assert result == replace(whole, digest=b"") and result.attributes == whole.attributes
+        assert with_digest(result, data).digest == whole.digest
+        cut = parse_prefix(data[:4096], len(data) - 1)
+        assert isinstance(cut, Rejection) and cut.reason == "truncated"
+    assert used >= 5
+
+
+def test_unusual_files_fall_back_to_pydicom() -> None:
+    japanese = make_instance(
+        patient_name="Yamada^Tarou=山田^太郎=やまだ^たろう", SpecificCharacterSet=["", "ISO 2022 IR 87"]
+    )
+    assert read_header(japanese) is None
+    assert parsed(japanese).patient_name == "Yamada^Tarou=山田^太郎=やまだ^たろう"
+    ds = dcmread(io.BytesIO(make_instance()))
+    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    buffer = io.BytesIO()
+    ds.preamble = b"\0" * 128
+    dcmwrite(buffer, ds, implicit_vr=False, little_endian=False, force_encoding=True)
+    assert read_header(buffer.getvalue()) is None
+    assert parsed(buffer.getvalue()).modality == "MR"
+
+
+def test_a_dicomdir_is_not_an_instance() -> None:
+    data = make_instance()
+    ds = dcmread(io.BytesIO(data))
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=False)
+    result = parse_instance(buffer.getvalue())
+    assert isinstance(result, Rejection) and result.reason == "dicomdir"
+
+
+def test_the_hot_attributes_are_read() -> None:
+    result = parsed(
+        make_instance(patient_id="MRN7  ", study_date="20240301", issuer="HOSP", instance_number=7)
+    )
+    assert (result.patient_id, result.issuer_of_patient_id, result.study_date) == ("MRN7", "HOSP", "20240301")
+    assert (result.modality, result.series_number, result.instance_number) == ("MR", 1, 7)
+    assert result.transfer_syntax_uid == "1.2.840.10008.1.2.1"
+    assert len(result.digest) == 32 and result.size > 0 and result.header_length > 0
+
+
+# -- placement --
+
+HOSTILE = [
+    "../../etc/passwd",
+    "..",
+    ".",
+    "/",
+    "a/b",
+    ".hidden",
+    "A B\\C",
+    "%41",
+    "Müller",
+    "x" * 300,
+    "ü" * 64,
+    "\x00",
+    "\u202eevil",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_values_become_one_safe_component(value: str) -> None:
+    component = safe_component(value, "UNKNOWN")
+    assert check_name(component) == component
+    assert not component.startswith(".") and "/" not in component
+    assert len(component.encode()) <= 128
+    assert component == safe_component(value, "UNKNOWN")  # deterministic
+
+
+def test_safe_components_do_not_collide_and_keep_ordinary_ids() -> None:
+    short = [value for value in HOSTILE if len(value) < 40]
+    assert len({safe_component(value, "UNKNOWN") for value in short}) == len(short)
+    assert safe_component("MRN-0001_a.b", "UNKNOWN") == "MRN-0001_a.b"
+    assert safe_component("../../etc/passwd", "UNKNOWN") == "%2E.%2F..%2Fetc%2Fpasswd"
+    assert safe_component("%41", "UNKNOWN") == "%2541"  # '%' itself is escaped: decoding is unambiguous
+
+
+def test_a_hostile_patient_id_stays_inside_the_volume() -> None:
+    path = instance_path("/medical_images", parsed(make_instance(patient_id="../../etc/passwd")))
+    components = split_path(path)
+    assert components[0] == "medical_images" and len(components) == 6
+    assert components[1] == "%2E.%2F..%2Fetc%2Fpasswd"
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DA")
+@pytest.mark.parametrize(
+    ("attributes", "expected"),
+    [
+        ({"patient_id": None, "study_date": None, "modality": None}, ("UNKNOWN", "00000000", "OT")),
+        ({"patient_id": "", "study_date": "", "modality": ""}, ("UNKNOWN", "00000000", "OT")),
+        ({"study_date": "2024.03.01"}, ("P001", "20240301", "MR")),
+        ({"study_date": "garbage"}, ("P001", "00000000", "MR")),
+    ],
+)
+def test_missing_values_get_the_documented_placeholders(
+    attributes: dict[str, Any], expected: tuple[str, ...]
+) -> None:
+    instance = parsed(make_instance(**attributes))
+    components = split_path(instance_path("/v", instance))
+    assert components[1:4] == expected
+    assert components[5] == f"{instance.sop_instance_uid}.dcm"
+    assert split_path(instance_path("/v", instance, 3))[5] == f"{instance.sop_instance_uid}.v3.dcm"
+
+
+# -- routing rules --
+
+
+def route(rules: Any, default: str | None = "medical_images", **fields: Any) -> str | None:
+    return choose_volume(parse_routes(rules), fields, default)
+
+
+def test_the_first_matching_rule_chooses_the_volume() -> None:
+    assert route(ROUTES, modality="MR", study_date="20240615") == "mri_2024"
+    assert route(ROUTES, modality="CT", study_date="20241231") == "ct_2024"
+    assert route(ROUTES, modality="MR", study_date="20250101") == "mri_studies"
+    assert route(ROUTES, modality="US", study_date="20240615") == "medical_images"
+    assert route(ROUTES, None, modality="US") is None
+    assert route(ROUTES, modality="MR", study_date=None) == "mri_studies"  # a missing date is no 2024 date
+
+
+def test_routing_conditions_follow_mongodb_semantics() -> None:
+    rules = [
+        {"volume": "a", "modality": {"$in": ["CR", "DX"]}},
+        {
+            "volume": "b",
+            "condition": {"$or": [{"body_part_examined": {"$exists": True}}, {"source": {"$like": "ct%"}}]},
+        },
+        {"volume": "c", "patient_id": {"$ne": "X"}},
+    ]
+    assert route(rules, modality="DX") == "a"
+    assert route(rules, modality="MR", body_part_examined="HEAD") == "b"
+    assert route(rules, modality="MR", source="ct01") == "b"
+    assert route(rules, modality="MR") == "c"  # $ne matches a missing field
+    assert route(rules, modality="MR", patient_id="X") == "medical_images"
+    assert (
+        route([{"volume": "n", "series_number": {"$gt": "3"}}], series_number=5) == "medical_images"
+    )  # no type mixing
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        "not json",
+        '{"volume": "a"}',
+        [{"modality": "MR"}],
+        [{"volume": "a", "Modality": "MR"}],
+        [{"volume": "a", "modality": {"$bogus": 1}}],
+        [{"volume": "a", "condition": {"modality": "MR"}, "study_date": "x"}],
+    ],
+)
+def test_malformed_routing_rules_are_refused(rules: Any) -> None:
+    with pytest.raises(InvalidInput):
+        parse_routes(rules)
+
+
+# -- the metadata document --
+
+
+def test_the_metadata_document_has_the_hot_fields_then_every_attribute(corpus: list[Path]) -> None:
+    data = next(
+        d for d in (p.read_bytes() for p in corpus) if parsed(d).transfer_syntax_uid == "1.2.840.10008.1.2.1"
+    )
+    ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
+    placement = Placement("mri_2024", "/medical_images/mri/2024/x.dcm", 1, 1700000000000)
+    from_dataset = metadata_document(ds, placement)
+    instance = parsed(data)
+    from_parse = metadata_document(instance, placement)
+    for key in ("size", "sop_uid"):
+        from_dataset.pop(key), from_parse.pop(key)
+    assert from_dataset == from_parse
+    document = metadata_document(instance, placement)
+    assert document["_id"] == instance.sop_instance_uid == document["sop_uid"] == document["SOPInstanceUID"]
+    assert list(document)[:15] == [
+        "_id",
+        "patient_id",
+        "patient_name",
+        "study_uid",
+        "study_date",
+        "modality",
+        "series_uid",
+        "sop_uid",
+        "sop_class_uid",
+        "path",
+        "volume",
+        "size",
+        "transfer_syntax",
+        "version",
+        "ingested_at",
+    ]
+    assert (document["volume"], document["path"], document["ingested_at"]) == (
+        "mri_2024",
+        "/medical_images/mri/2024/x.dcm",
+        1700000000000,
+    )
+    assert "PixelData" not in document
+    assert isinstance(document["PatientName"], str)
+    assert isinstance(document["ImageType"], list)
+    assert all(isinstance(item, dict) for item in document["ReferencedPatientSequence"])
+    assert isinstance(document["Rows"], int) and isinstance(document["SliceThickness"], float)
+    assert any(re.fullmatch("[0-9A-F]{8}", key) for key in document)  # a private attribute: its tag as key
+    assert (
+        metadata_document(instance, Placement("v", "/v/x.v2.dcm", 2))["_id"]
+        == f"{instance.sop_instance_uid};v2"
+    )
