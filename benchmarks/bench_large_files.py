@@ -18,13 +18,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import drop_caches, median, run, table, timed  # noqa: E402
+from common import drop_caches, median, run, table, timed
 
-import medfabric  # noqa: E402
+import medfabric
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size-mb", type=int, default=2048)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dir", default=".", help="Where to work (the disk under test).")
@@ -61,18 +63,29 @@ def main() -> None:
 
             mf_read.append(timed(read))
             dropped &= drop_caches()
-            dd_read.append(timed(lambda: run(["dd", f"if={target}", "of=/dev/null", "bs=4M"],
-                                             capture_output=True)))
+            dd_read.append(
+                timed(lambda: run(["dd", f"if={target}", "of=/dev/null", "bs=4M"], capture_output=True))
+            )
             target.unlink()
         mb = size / 1e6
         rows = [
-            ["write", f"{mb / median(cp_write):.0f}", f"{mb / median(mf_write):.0f}",
-             f"{median(cp_write) / median(mf_write):.2f}"],
-            ["read", f"{mb / median(dd_read):.0f}", f"{mb / median(mf_read):.0f}",
-             f"{median(dd_read) / median(mf_read):.2f}"],
+            [
+                "write",
+                f"{mb / median(cp_write):.0f}",
+                f"{mb / median(mf_write):.0f}",
+                f"{median(cp_write) / median(mf_write):.2f}",
+            ],
+            [
+                "read",
+                f"{mb / median(dd_read):.0f}",
+                f"{mb / median(mf_read):.0f}",
+                f"{median(dd_read) / median(mf_read):.2f}",
+            ],
         ]
-        print(f"{args.size_mb} MB file, {args.rounds} rounds, medians; page cache dropped: {dropped}; "
-              f"compression {args.compression}")
+        print(
+            f"{args.size_mb} MB file, {args.rounds} rounds, medians; page cache dropped: {dropped}; "
+            f"compression {args.compression}"
+        )
         print(table(["", "cp/dd MB/s", "medfabric MB/s", "ratio"], rows))
     finally:
         fabric.close()

@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import drop_caches, table, timed  # noqa: E402
+from common import drop_caches, table, timed
 
-import medfabric  # noqa: E402
-from medfabric.service.writes import NewFile  # noqa: E402
+import medfabric
+from medfabric.service.writes import NewFile
 
 FILE_SIZE = 64 * 1024
 
@@ -55,8 +55,10 @@ def medfabric_files(home: Path, data: list[bytes], *, packing: bool, batch: int)
 
         def work() -> None:
             for start in range(0, len(data), batch):
-                files = [NewFile(f"/small/d{index // 1000:03}/f{index}.dcm", data[index])
-                         for index in range(start, min(start + batch, len(data)))]
+                files = [
+                    NewFile(f"/small/d{index // 1000:03}/f{index}.dcm", data[index])
+                    for index in range(start, min(start + batch, len(data)))
+                ]
                 result = fabric.fs.write_many(files)
                 assert not result.errors, result.errors
 
@@ -68,7 +70,9 @@ def medfabric_files(home: Path, data: list[bytes], *, packing: bool, batch: int)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=1000, help="Files per durable batch.")
     parser.add_argument("--dir", default=".", help="Where to work (the disk under test).")
@@ -90,10 +94,20 @@ def main() -> None:
     n = args.files
     rows = [
         ["plain files, fsync each", f"{n / plain:.0f}", n, "1.00", "1"],
-        ["medfabric, packs on", f"{n / packed:.0f}", packed_objects, f"{plain / packed:.2f}",
-         f"{n / max(1, packed_objects):.0f}"],
-        ["medfabric, packs off", f"{n / unpacked:.0f}", unpacked_objects, f"{plain / unpacked:.2f}",
-         f"{n / max(1, unpacked_objects):.0f}"],
+        [
+            "medfabric, packs on",
+            f"{n / packed:.0f}",
+            packed_objects,
+            f"{plain / packed:.2f}",
+            f"{n / max(1, packed_objects):.0f}",
+        ],
+        [
+            "medfabric, packs off",
+            f"{n / unpacked:.0f}",
+            unpacked_objects,
+            f"{plain / unpacked:.2f}",
+            f"{n / max(1, unpacked_objects):.0f}",
+        ],
     ]
     print(f"{n} files of {FILE_SIZE // 1024} KB, batches of {args.batch}, replication 1, compression off")
     print(table(["", "files/s", "backend objects", "speed vs plain", "fewer objects"], rows))

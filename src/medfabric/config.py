@@ -23,9 +23,12 @@ CONFIG_FILE = "medfabric.toml"
 DEFAULT_SETTINGS: dict[str, str] = {
     "mfs.enable.small.file.optimization": "1",
     "mfs.enable.audit.log": "0",
+    "mfs.audit.durability": "commit",
     "mfs.volume.default.replication": "3",
     "mfs.volume.default.minreplication": "2",
-    "mfs.volume.default.compression": "zstd",
+    # Pixel data is mostly incompressible or already compressed (JPEG 2000, JPEG-LS): compressing it
+    # costs more time than it saves space. Turn zstd on per volume where it pays (reports, raw data).
+    "mfs.volume.default.compression": "off",
     "mfs.gc.grace.period.seconds": "3600",
     "mfs.pack.compaction.live.fraction": "0.5",
 }
@@ -65,12 +68,13 @@ class FabricConfig:
     backend: str = "local"  # local | s3
     datadirs: tuple[Path, ...] = ()
     s3: S3Config | None = None
+    catalog_encrypted: bool = False  # SQLCipher, keyed by <home>/keys/catalog.key
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_toml(self) -> dict[str, Any]:
         document: dict[str, Any] = {
             "fabric": {"name": self.name, "id": self.fabric_id},
-            "catalog": {"url": self.catalog_url},
+            "catalog": {"url": self.catalog_url, "encrypted": self.catalog_encrypted},
             "storage": {"backend": self.backend, "datadirs": [str(path) for path in self.datadirs]},
         }
         if self.s3 is not None:
@@ -102,6 +106,7 @@ def load_config(home: Path) -> FabricConfig:
             name=str(fabric["name"]),
             fabric_id=str(fabric["id"]),
             catalog_url=str(document["catalog"]["url"]),
+            catalog_encrypted=bool(document["catalog"].get("encrypted", False)),
             backend=str(storage.get("backend", "local")),
             datadirs=tuple(Path(p) for p in storage.get("datadirs", [])),
             s3=S3Config(**s3) if s3 else None,
@@ -131,7 +136,9 @@ def validate_setting(key: str, value: str) -> str:
     if key in ("mfs.volume.default.replication", "mfs.volume.default.minreplication") and (
         not value.isdigit() or not 1 <= int(value) <= 6
     ):
-            raise InvalidInput(f"{key} takes a number from 1 to 6, not {value!r}")
+        raise InvalidInput(f"{key} takes a number from 1 to 6, not {value!r}")
+    if key == "mfs.audit.durability" and value not in ("commit", "process"):
+        raise InvalidInput(f"{key} takes commit or process, not {value!r}")
     if key == "mfs.volume.default.compression" and value not in ("off", "zstd"):
         raise InvalidInput(f"{key} takes off or zstd, not {value!r}")
     return value

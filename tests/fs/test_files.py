@@ -167,6 +167,7 @@ def test_symlinks(vol: Fabric) -> None:
 
 
 def test_mode_bits_govern_other_principals(vol: Fabric) -> None:
+    vol.volumes.modify("v", read_ace="p", write_ace="p")  # open the volume's gate: mode bits decide
     vol.fs.mkdir("/v/shared", mode=0o777)
     vol.fs.write("/v/shared/private", b"secret", mode=0o600)
     vol.fs.write("/v/shared/public", b"hello", mode=0o644)

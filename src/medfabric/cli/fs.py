@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
-from medfabric.cli.common import command, emit, json_option, open_fabric, print_fields
+from medfabric.cli.common import command, emit, json_option, open_fabric, opt, print_fields
 
 if TYPE_CHECKING:
     from medfabric.fs.model import FileStat
@@ -75,10 +75,17 @@ def put(recursive: bool, force: bool, source: str, destination: str, json: bool)
         if not local.exists():
             raise click.UsageError(f"{source}: no such file")
         target = _join(destination, local.name) if _is_dir(fabric, destination) else destination
+        from medfabric.service.lineage import file_source
+
         info = local.stat()
         with local.open("rb") as handle:
             stat = fabric.fs.write(
-                target, handle, overwrite=force, mode=info.st_mode & 0o777, mtime_ns=info.st_mtime_ns
+                target,
+                handle,
+                overwrite=force,
+                mode=info.st_mode & 0o777,
+                mtime_ns=info.st_mtime_ns,
+                source=file_source(local),
             )
         emit(json, [stat.as_json()], f"Stored {stat.size} bytes at {stat.path}")
 
@@ -90,6 +97,7 @@ def _put_tree(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TransferSpeedColumn
 
     from medfabric.errors import MedfabricError
+    from medfabric.service.lineage import file_source
     from medfabric.service.writes import NewFile
 
     files: list[tuple[Path, str, os.stat_result]] = []
@@ -132,8 +140,8 @@ def _put_tree(
                 return
             bodies = list(readers.map(lambda item: item[0].read_bytes(), batch))
             items = [
-                NewFile(dest, body, info.st_mode & 0o777, info.st_mtime_ns)
-                for (_path, dest, info), body in zip(batch, bodies, strict=True)
+                NewFile(dest, body, info.st_mode & 0o777, info.st_mtime_ns, source=file_source(path))
+                for (path, dest, info), body in zip(batch, bodies, strict=True)
             ]
             try:
                 result = fabric.fs.write_many(items, overwrite=force, parents=True)
@@ -155,6 +163,7 @@ def _put_tree(
                             parents=True,
                             mode=info.st_mode & 0o777,
                             mtime_ns=info.st_mtime_ns,
+                            source=file_source(path),
                         )
                     written += 1
                 except MedfabricError as error:
@@ -272,6 +281,7 @@ def ls(recursive: bool, path: str, json: bool) -> None:
             listing.sort(key=lambda entry: entry.path)
         else:
             listing = fabric.fs.listdir(path)
+
     def text() -> None:
         for item in listing:
             click.echo(_ls_line(item))
@@ -334,3 +344,54 @@ def mv(source: str, destination: str, json: bool) -> None:
             target = _join(destination, source.rstrip("/").rsplit("/", 1)[-1])
         info = fabric.fs.rename(source, target)
     emit(json, [info.as_json()], None)
+
+
+ACE_KINDS = ("readfile", "writefile", "executefile", "readdir", "addchild", "deletechild", "lookupdir")
+
+
+@command(fs, "setace")
+@click.option(
+    "-R", "--recursive", "recursive", is_flag=True, help="Apply to everything below a directory too."
+)
+@opt("readfile", help="Who may read a file, e.g. 'g:radiology | r:research'.")
+@opt("writefile", help="Who may write a file.")
+@opt("executefile", help="Who may execute a file.")
+@opt("readdir", help="Who may list a directory.")
+@opt("addchild", help="Who may create entries in a directory.")
+@opt("deletechild", help="Who may delete entries of a directory.")
+@opt("lookupdir", help="Who may look names up in (traverse) a directory.")
+@click.argument("path")
+@json_option
+def setace(recursive: bool, path: str, json: bool, **kinds: str | None) -> None:
+    """Set file or directory ACEs (kinds not given keep their value); new children inherit them.
+
+    Example: medfabric fs setace -readfile "g:radiology | r:research" -R /mri_studies/cohort1
+    """
+    given = {kind: text for kind, text in kinds.items() if text is not None}
+    if not given:
+        raise click.UsageError("give at least one of " + ", ".join(f"-{kind}" for kind in ACE_KINDS))
+    with open_fabric() as fabric:
+        fabric.security.setace(path, given, recursive=recursive)
+        aces = fabric.security.getace(path)
+    emit(json, [{"path": path, **aces}], lambda: print_fields(aces))
+
+
+@command(fs, "getace")
+@click.argument("path")
+@json_option
+def getace(path: str, json: bool) -> None:
+    """Show a path's ACEs (where none is set, mode bits decide)."""
+    with open_fabric() as fabric:
+        aces = fabric.security.getace(path)
+    emit(json, [{"path": path, **aces}], lambda: print_fields(aces) if aces else click.echo("(no ACEs)"))
+
+
+@command(fs, "delace")
+@click.option("-R", "--recursive", "recursive", is_flag=True)
+@click.argument("path")
+@json_option
+def delace(recursive: bool, path: str, json: bool) -> None:
+    """Remove every ACE of a path (mode bits decide again)."""
+    with open_fabric() as fabric:
+        fabric.security.setace(path, recursive=recursive, remove=True)
+    emit(json, [], f"Removed the ACEs of {path}")

@@ -14,6 +14,11 @@ from medfabric.cli.common import MaprCommand, emit, fail, json_option, opt
 @opt("datadir", multiple=True, help="A data directory; repeat for several (each may be its own disk).")
 @opt("home", help="Where the fabric lives (default $MEDFABRIC_HOME or ~/.medfabric).")
 @opt("catalog", help="Catalog URL: sqlite:///PATH (default, in the home) or postgresql://user@host/db.")
+@opt(
+    "encryptcatalog",
+    is_flag=True,
+    help="Encrypt the embedded catalog (SQLCipher); its key goes to <home>/keys.",
+)
 @opt("s3endpoint", help="Keep data in an S3-compatible store at this endpoint (http://host:port).")
 @opt("s3bucket", default="medfabric", show_default=True, help="The bucket for -s3endpoint.")
 @opt("s3prefix", default="", help="A key prefix inside the bucket.")
@@ -22,6 +27,7 @@ from medfabric.cli.common import MaprCommand, emit, fail, json_option, opt
 @opt("s3region", default="us-east-1", show_default=True)
 @json_option
 def init(
+    encryptcatalog: bool,
     name: str | None,
     datadir: tuple[str, ...],
     home: str | None,
@@ -49,6 +55,7 @@ def init(
             name=name,
             datadirs=[Path(d) for d in datadir] or None,
             catalog_url=catalog,
+            encrypt_catalog=encryptcatalog,
             s3=s3,
             interface="cli",
         )

@@ -24,6 +24,19 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "dicom": ("medfabric.cli.dicom", "DICOM: import, watch a drop folder, find, de-identify."),
     "demo": ("medfabric.cli.demo", "Generate a realistic DICOM corpus, or run the whole demo."),
     "table": ("medfabric.cli.table", "JSON tables (MapR-DB JSON): create, index, insert, find."),
+    "user": ("medfabric.cli.user", "Users, their groups and roles, passwords and API tokens."),
+    "group": ("medfabric.cli.user", "Groups of users."),
+    "role": ("medfabric.cli.user", "Roles of users."),
+    "acl": ("medfabric.cli.acl", "Access control lists of the fabric and of volumes."),
+    "key": ("medfabric.cli.key", "The master key that wraps the volumes' encryption keys."),
+    "audit": ("medfabric.cli.audit", "The tamper-evident audit trail: enable, verify, query, export."),
+    "lineage": ("medfabric.cli.lineage", "Where data came from and what was derived from it."),
+    "schedule": ("medfabric.cli.schedule", "Schedules: snapshots, mirror syncs, scrubs, catalog backups."),
+    "scheduler": ("medfabric.cli.scheduler", "Run what schedules say is due: run (a loop) or tick (cron)."),
+    "remote": ("medfabric.cli.remote", "Other fabrics, registered by name (mirror sources and targets)."),
+    "mirror": ("medfabric.cli.mirror", "Mirror volumes, here or in another fabric: create, verify, list."),
+    "scrub": ("medfabric.cli.scrub", "Verify every replica of every blob; -repair mends what it can."),
+    "catalog": ("medfabric.cli.catalog", "Catalog backups in the blob store, restore, blob index rebuild."),
 }
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from medfabric.cli.common import BOOL, command, emit, json_option, open_fabric, opt, print_fields, print_table
+from medfabric.cli.mirror import volume_mirror
 from medfabric.cli.snapshot import snapshot
 
 
@@ -16,6 +17,7 @@ def volume() -> None:
 
 
 volume.add_command(snapshot)
+volume.add_command(volume_mirror)
 
 
 @command(volume, "create")
@@ -30,6 +32,14 @@ volume.add_command(snapshot)
 @opt("createparent", default="1", **BOOL, help="Create missing parent directories of -path (default 1).")
 @opt("type", dest="volume_type", default="rw", type=click.Choice(["rw", "mirror"]), help="rw or mirror.")
 @opt("compression", type=click.Choice(["off", "zstd"]), help="Compression of new data (default zstd).")
+@opt(
+    "readAce",
+    dest="read_ace",
+    help="Who may read the volume's data (default: its creator), e.g. 'g:radiology'.",
+)
+@opt("writeAce", dest="write_ace", help="Who may write the volume's data (default: its creator).")
+@opt("dare", default=None, **BOOL, help="1 to encrypt everything at rest (data at rest encryption).")
+@opt("source", help="With -type mirror: the volume it follows, VOLUME or VOLUME@FABRIC.")
 @json_option
 def create(
     name: str,
@@ -43,11 +53,17 @@ def create(
     createparent: bool,
     volume_type: str,
     compression: str | None,
+    read_ace: str | None,
+    write_ace: str | None,
+    dare: bool | None,
+    source: str | None,
     json: bool,
 ) -> None:
     """Create a volume.
 
     Example: medfabric volume create -name mri_studies -path /mri_studies
+
+    Example: medfabric volume create -name mri_dr -path /mri_dr -type mirror -source mri_studies@hospital
     """
     with open_fabric() as fabric:
         result = fabric.volumes.create(
@@ -62,6 +78,10 @@ def create(
             createparent=createparent,
             volume_type=volume_type,
             compression=compression,
+            read_ace=read_ace,
+            write_ace=write_ace,
+            dare=dare,
+            source=source,
         )
         document = fabric.volumes.describe(result.volume)
     emit(
@@ -78,6 +98,11 @@ def create(
 @opt("readonly", **BOOL)
 @opt("compression", type=click.Choice(["off", "zstd"]))
 @opt("type", dest="volume_type", type=click.Choice(["rw", "mirror"]), help="rw promotes a mirror.")
+@opt("readAce", dest="read_ace", help="Who may read the volume's data, e.g. 'g:radiology | p'.")
+@opt("writeAce", dest="write_ace", help="Who may write the volume's data.")
+@opt("source", help="Make this mirror follow VOLUME@FABRIC (failback: with -type mirror).")
+@opt("schedule", help="Snapshot schedule (id or name; 0 detaches).")
+@opt("mirrorschedule", help="Mirror sync schedule (id or name; 0 detaches).")
 @json_option
 def modify(
     name: str,
@@ -88,9 +113,14 @@ def modify(
     readonly: bool | None,
     compression: str | None,
     volume_type: str | None,
+    read_ace: str | None,
+    write_ace: str | None,
+    source: str | None,
+    schedule: str | None,
+    mirrorschedule: str | None,
     json: bool,
 ) -> None:
-    """Change a volume's replication, quotas, read-only state or compression.
+    """Change a volume's replication, quotas, read-only state, compression, ACEs or schedules.
 
     Example: medfabric volume modify -name mri_studies -quota 10T -advisoryquota 8T
     """
@@ -104,6 +134,11 @@ def modify(
             readonly=readonly,
             compression=compression,
             volume_type=volume_type,
+            read_ace=read_ace,
+            write_ace=write_ace,
+            source=source,
+            schedule=schedule,
+            mirror_schedule=mirrorschedule,
         )
         document = fabric.volumes.describe(result.volume)
     emit(json, [document], f"Modified volume {name}", messages=result.warnings)
@@ -201,3 +236,61 @@ def rename(name: str, newname: str, json: bool) -> None:
     with open_fabric() as fabric:
         fabric.volumes.rename(name, newname)
     emit(json, [], f"Renamed {name} to {newname}")
+
+
+@command(volume, "encrypt")
+@opt("name", required=True)
+@opt("enabled", required=True, **BOOL, help="1 to encrypt the volume (it cannot be turned off).")
+@opt("background", default="0", **BOOL, help="1 to re-encrypt in a background process (log in <home>/logs).")
+@json_option
+def encrypt(name: str, enabled: bool, background: bool, json: bool) -> None:
+    """Encrypt a volume at rest: new writes at once, existing data rewritten with progress.
+
+    Example: medfabric volume encrypt -name medical_images -enabled true
+    """
+    import subprocess
+    import sys
+
+    from medfabric.errors import Conflict
+
+    if not enabled:
+        raise Conflict(f"volume {name}: encryption cannot be turned off (copy the data to a new volume)")
+    with open_fabric() as fabric:
+        if background:
+            fabric.encryption.enable(name, reencrypt=False)
+            logs = fabric.config.home / "logs"
+            logs.mkdir(exist_ok=True)
+            with (logs / f"encrypt-{name}.log").open("ab") as log:
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "medfabric.cli.main",
+                        "volume",
+                        "encrypt",
+                        "-name",
+                        name,
+                        "-enabled",
+                        "1",
+                    ],
+                    stdout=log,
+                    stderr=log,
+                    start_new_session=True,
+                )
+            emit(
+                json,
+                [{"volumename": name, "encryption": "encrypting"}],
+                f"Encrypting {name} in the background (see {logs / f'encrypt-{name}.log'})",
+            )
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        with Progress(TextColumn("re-encrypting"), BarColumn(), MofNCompleteColumn(), disable=json) as bar:
+            task = bar.add_task("blobs", total=None)
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            found = fabric.encryption.enable(name, progress=advance)
+        document = fabric.volumes.describe(found)
+    emit(json, [document], f"Volume {name} is encrypted at rest")

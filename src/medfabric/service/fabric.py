@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +28,7 @@ from medfabric.blobstore.local import LocalBackend
 from medfabric.blobstore.s3 import S3Backend, S3Settings
 from medfabric.blobstore.store import BlobStore, Placement
 from medfabric.catalog.engine import Catalog, open_catalog, sqlite_url
-from medfabric.catalog.schema import config_values, locations, meta, nodes
+from medfabric.catalog.schema import config_values, locations, memberships, meta, nodes, users
 from medfabric.clock import Clock, SystemClock
 from medfabric.config import (
     DEFAULT_SETTINGS,
@@ -38,16 +40,35 @@ from medfabric.config import (
     load_config,
     save_config,
 )
-from medfabric.errors import Conflict, InvalidInput, MedfabricError, PermissionDenied
+from medfabric.errors import (
+    Conflict,
+    IntegrityError,
+    InvalidInput,
+    MedfabricError,
+    NotFound,
+    PermissionDenied,
+)
 from medfabric.fs.model import Volume
-from medfabric.service.access import Principal
+from medfabric.security.acl import Acl, AclType
+from medfabric.service.access import Principal, acl_from_text, acl_to_text
 
 if TYPE_CHECKING:
+    from medfabric.security.keys import Kms
+    from medfabric.service.audit import AuditService
+    from medfabric.service.backups import BackupService
+    from medfabric.service.encryption import EncryptionService, VolumeKeys
     from medfabric.service.imaging import DicomService
+    from medfabric.service.lineage import LineageService
+    from medfabric.service.mirrors import MirrorService
+    from medfabric.service.remotes import RemoteService
+    from medfabric.service.schedules import ScheduleService
+    from medfabric.service.scrub import ScrubService
+    from medfabric.service.security import SecurityService
     from medfabric.service.snapshots import SnapshotService
     from medfabric.service.tables import TableService
 
 VERSION = "0.1.0"
+CLUSTER_ACL_KEY = "cluster_acl"
 INTERFACES = ("cli", "api", "s3", "webhdfs", "dicomweb", "dimse", "fuse")
 
 
@@ -68,6 +89,9 @@ class AccessEvent:
     study_uid: str | None = None
     series_uid: str | None = None
     sop_uid: str | None = None
+    file_id: str | None = None
+    audited_volume: Volume | None = None  # the volume's row, when the access is to its data
+    time_us: int | None = None
 
 
 AccessListener = Callable[[AccessEvent], None]
@@ -84,6 +108,13 @@ class AccessNote:
     study_uid: str | None = None
     series_uid: str | None = None
     sop_uid: str | None = None
+    file_id: str | None = None
+    target_volume: Volume | None = None
+
+    def target(self, volume: Volume) -> None:
+        """The access is to data in ``volume`` (its audit settings decide whether it is recorded)."""
+        self.volume = volume.name
+        self.target_volume = volume
 
 
 @dataclass
@@ -96,6 +127,8 @@ class Engines:
     clock: Clock
     pool: ThreadPoolExecutor
     listeners: list[AccessListener] = field(default_factory=list)
+    kms: Kms | None = None  # the master key's custodian (medfabric.security.keys)
+    volume_keys: dict[int, VolumeKeys] = field(default_factory=dict)  # unwrapped, per volume id
     # Called with each ingest event (medfabric.imaging) after its transaction commits.
     ingest_listeners: list[Callable[[Any], None]] = field(default_factory=list)
 
@@ -143,6 +176,34 @@ class Fabric:
         return DicomService(self)
 
     @functools.cached_property
+    def audit(self) -> AuditService:
+        """The audit trail: what is recorded, verification, queries, FHIR export."""
+        from medfabric.service.audit import AuditService
+
+        return AuditService(self)
+
+    @functools.cached_property
+    def lineage(self) -> LineageService:
+        """Where data came from: imports, and inputs/transform/params of derived data."""
+        from medfabric.service.lineage import LineageService
+
+        return LineageService(self)
+
+    @functools.cached_property
+    def encryption(self) -> EncryptionService:
+        """Encryption at rest: volume keys, re-encryption, master key rotation."""
+        from medfabric.service.encryption import EncryptionService
+
+        return EncryptionService(self)
+
+    @functools.cached_property
+    def security(self) -> SecurityService:
+        """Users, groups, roles, tokens, ACLs and file ACEs."""
+        from medfabric.service.security import SecurityService
+
+        return SecurityService(self)
+
+    @functools.cached_property
     def snapshots(self) -> SnapshotService:
         """Volume snapshots: create, list, remove, preserve, restore."""
         from medfabric.service.snapshots import SnapshotService
@@ -155,6 +216,41 @@ class Fabric:
         from medfabric.service.tables import TableService
 
         return TableService(self)
+
+    @functools.cached_property
+    def schedules(self) -> ScheduleService:
+        """Schedules of snapshots, mirror syncs, scrubs and catalog backups; what the scheduler runs."""
+        from medfabric.service.schedules import ScheduleService
+
+        return ScheduleService(self)
+
+    @functools.cached_property
+    def remotes(self) -> RemoteService:
+        """Other fabrics, registered by name (mirror sources and targets)."""
+        from medfabric.service.remotes import RemoteService
+
+        return RemoteService(self)
+
+    @functools.cached_property
+    def mirrors(self) -> MirrorService:
+        """Mirror volumes: create, sync, stop, status, verify."""
+        from medfabric.service.mirrors import MirrorService
+
+        return MirrorService(self)
+
+    @functools.cached_property
+    def scrub(self) -> ScrubService:
+        """Read and verify every replica of every blob; repair from replicas or mirrors."""
+        from medfabric.service.scrub import ScrubService
+
+        return ScrubService(self)
+
+    @functools.cached_property
+    def backups(self) -> BackupService:
+        """Catalog backups into the blob store, and the blob index rebuilt from packs."""
+        from medfabric.service.backups import BackupService
+
+        return BackupService(self)
 
     # -- engines --
 
@@ -213,6 +309,12 @@ class Fabric:
             }
         return {**DEFAULT_SETTINGS, **saved}
 
+    def cluster_acl(self) -> Acl:
+        """The fabric's own ACL (login, cv, a, fc …), as `acl show -type cluster` prints it."""
+        with self.catalog.read() as conn:
+            text = conn.execute(sa.select(meta.c.value).where(meta.c.key == CLUSTER_ACL_KEY)).scalar()
+        return acl_from_text(AclType.CLUSTER, str(text or ""))
+
     def setting(self, key: str) -> str:
         return self.settings().get(key, "")
 
@@ -221,7 +323,11 @@ class Fabric:
         return Placement(volume.replication, volume.min_replication, packing)
 
     def codec_policy(self, volume: Volume) -> CodecPolicy:
-        return CodecPolicy(compression=volume.compression)
+        if volume.encryption == "off":
+            return CodecPolicy(compression=volume.compression)
+        from medfabric.service.encryption import codec_policy
+
+        return codec_policy(self.engines, volume)
 
     # -- auditing hook --
 
@@ -259,9 +365,19 @@ class Fabric:
                     note.study_uid,
                     note.series_uid,
                     note.sop_uid,
+                    note.file_id,
+                    note.target_volume,
+                    self.clock.now_ns() // 1000,
                 )
                 for listener in self.engines.listeners:
                     listener(event)
+
+    def record_access(self, operation: str, path: str, volume: Volume, **identifiers: str | None) -> None:
+        """Report one allowed access that happened inside a larger operation (a file of a batch)."""
+        with self.access(operation, path) as note:
+            note.target(volume)
+            for name, value in identifiers.items():
+                setattr(note, name, value)
 
     def _on_bad_replica(self, pack_id: str, location_id: int, reason: str) -> None:
         with contextlib.suppress(Exception), self.catalog.write() as conn:
@@ -277,56 +393,133 @@ class Fabric:
 # -- opening and creating fabrics ---------------------------------------------------------------
 
 
+LOCATION_MARKER = "MEDFABRIC-LOCATION"
+AUDIT_KEY = "keys/audit.key"
+
+
+CATALOG_KEY = "keys/catalog.key"
+
+
+def create_fabric_secrets(home: Path, *, catalog_key: bool = False) -> None:
+    """The master key (wraps volume keys), the audit chain's key and, for an encrypted catalog, its
+    key: 0600 files in <home>/keys. Back them up apart from the data."""
+    from medfabric.security.keys import KEY_SIZE, LocalKms, write_secret
+
+    LocalKms.create(home / "keys")
+    for name, wanted in ((AUDIT_KEY, True), (CATALOG_KEY, catalog_key)):
+        if wanted and not (home / name).exists():
+            write_secret(home / name, os.urandom(KEY_SIZE))
+
+
+def catalog_key(config: FabricConfig) -> bytes | None:
+    if not config.catalog_encrypted:
+        return None
+    from medfabric.security.keys import read_secret
+
+    return read_secret(config.home / CATALOG_KEY, "catalog key")
+
+
+def _read_marker(path: Path, fabric_id: str) -> int | None:
+    """The location id a data directory was given, from the marker file written into it."""
+    marker = path / LOCATION_MARKER
+    try:
+        document = json.loads(marker.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise IntegrityError(f"{marker} is unreadable: {error}") from error
+    if document.get("fabric") != fabric_id:
+        raise InvalidInput(f"data directory {path} belongs to another fabric ({document.get('fabric')})")
+    return int(document["location"])
+
+
+def _write_marker(path: Path, fabric_id: str, location_id: int) -> None:
+    marker = path / LOCATION_MARKER
+    marker.write_text(json.dumps({"fabric": fabric_id, "location": location_id}) + "\n")
+
+
 def _backends(config: FabricConfig, catalog: Catalog, *, create: bool) -> list[Backend]:
+    """The configured storage locations, each known to the catalog by a stable id.
+
+    A data directory carries its id in a marker file, so the fabric keeps finding its packs when
+    the directory is moved or mounted elsewhere; an S3 location is known by its bucket and prefix.
+    """
+    if config.backend == "s3":
+        if config.s3 is None:
+            raise InvalidInput(
+                f"{config_path(config.home)}: storage.backend is s3 but [storage.s3] is missing"
+            )
+        wanted: list[tuple[str, str]] = [("s3", f"s3://{config.s3.bucket}/{config.s3.prefix}")]
+    else:
+        wanted = [("local", str(path)) for path in config.datadirs]
+    ids: dict[str, int] = {}
     with catalog.write() as conn:
         known = {
             str(uri): int(location_id)
             for location_id, uri in conn.execute(sa.select(locations.c.id, locations.c.uri))
         }
-        wanted: list[tuple[str, str]] = []
-        if config.backend == "s3":
-            if config.s3 is None:
-                raise InvalidInput(
-                    f"{config_path(config.home)}: storage.backend is s3 but [storage.s3] is missing"
-                )
-            wanted.append(("s3", f"s3://{config.s3.bucket}/{config.s3.prefix}"))
-        else:
-            wanted.extend(("local", str(path)) for path in config.datadirs)
         next_id = max(known.values(), default=-1) + 1
         for kind, uri in wanted:
-            if uri not in known:
+            location_id: int | None = None
+            if kind == "local":
+                path = Path(uri)
+                if create:
+                    path.mkdir(parents=True, exist_ok=True)
+                elif not path.is_dir():
+                    raise InvalidInput(f"data directory {path} is missing")
+                location_id = _read_marker(path, config.fabric_id)
+            if location_id is None:
+                location_id = known.get(uri)
+            if location_id is None:
+                location_id = next_id
+                next_id += 1
                 conn.execute(
                     locations.insert().values(
-                        id=next_id, kind=kind, uri=uri, host=socket.gethostname(), state="online"
+                        id=location_id, kind=kind, uri=uri, host=socket.gethostname(), state="online"
                     )
                 )
-                known[uri] = next_id
-                next_id += 1
+            elif known.get(uri) != location_id:
+                conn.execute(locations.update().where(locations.c.id == location_id).values(uri=uri))
+            if kind == "local" and _read_marker(Path(uri), config.fabric_id) is None:
+                _write_marker(Path(uri), config.fabric_id, location_id)
+            ids[uri] = location_id
     result: list[Backend] = []
     for kind, uri in wanted:
         if kind == "s3" and config.s3 is not None:
             s3 = config.s3
             backend = S3Backend(
-                known[uri],
+                ids[uri],
                 S3Settings(s3.endpoint, s3.bucket, s3.prefix, s3.access_key, s3.secret_key, s3.region),
             )
             if create:
                 backend.ensure_bucket()
             result.append(backend)
         else:
-            path = Path(uri)
-            if create:
-                path.mkdir(parents=True, exist_ok=True)
-            elif not path.is_dir():
-                raise InvalidInput(f"data directory {path} is missing")
-            result.append(LocalBackend(known[uri], path))
+            result.append(LocalBackend(ids[uri], Path(uri)))
     return result
 
 
-def _principal(catalog: Catalog, user: str) -> Principal:
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def resolve_principal(catalog: Catalog, user: str) -> Principal:
+    """A registered user with their groups and roles; admin when they hold fc on the fabric's ACL."""
     with catalog.read() as conn:
-        admins = conn.execute(sa.select(meta.c.value).where(meta.c.key == "admins")).scalar() or ""
-    return Principal(user, admin=user in admins.split(","))
+        if conn.execute(sa.select(users.c.name).where(users.c.name == user)).first() is None:
+            raise NotFound(
+                f"unknown user {user!r}: an administrator adds it with `medfabric user add {user}` "
+                "(MEDFABRIC_USER names the acting user)"
+            )
+        rows = conn.execute(
+            sa.select(memberships.c.kind, memberships.c.group_name).where(memberships.c.user_name == user)
+        ).all()
+        text = conn.execute(sa.select(meta.c.value).where(meta.c.key == CLUSTER_ACL_KEY)).scalar()
+    groups = frozenset(str(name) for kind, name in rows if kind == "group")
+    roles = frozenset(str(name) for kind, name in rows if kind == "role")
+    principal = Principal(user, groups, roles)
+    admin = acl_from_text(AclType.CLUSTER, str(text or "")).permits(principal, "fc")
+    return Principal(user, groups, roles, admin=admin)
 
 
 def open_fabric(
@@ -338,7 +531,7 @@ def open_fabric(
 ) -> Fabric:
     """Open an existing fabric (``$MEDFABRIC_HOME`` or ``~/.medfabric`` by default)."""
     config = load_config(Path(home).expanduser() if home is not None else default_home())
-    catalog = open_catalog(config.catalog_url)
+    catalog = open_catalog(config.catalog_url, key=catalog_key(config))
     try:
         clock = clock or SystemClock()
         store = BlobStore(catalog, _backends(config, catalog, create=False), clock=clock)
@@ -349,7 +542,10 @@ def open_fabric(
             clock,
             ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="medfabric-cpu"),
         )
-        return Fabric(engines, _principal(catalog, user or default_user()), interface=interface)
+        from medfabric.service.audit import AuditWriter
+
+        engines.listeners.append(AuditWriter(engines))
+        return Fabric(engines, resolve_principal(catalog, user or default_user()), interface=interface)
     except BaseException:
         catalog.close()
         raise
@@ -361,6 +557,7 @@ def init_fabric(
     name: str | None = None,
     datadirs: list[Path] | None = None,
     catalog_url: str | None = None,
+    encrypt_catalog: bool = False,
     s3: S3Config | None = None,
     user: str | None = None,
     clock: Clock | None = None,
@@ -386,8 +583,10 @@ def init_fabric(
         backend="s3" if s3 is not None else "local",
         datadirs=() if s3 else dirs,
         s3=s3,
+        catalog_encrypted=encrypt_catalog,
     )
-    catalog = open_catalog(config.catalog_url, create=True)
+    create_fabric_secrets(config.home, catalog_key=encrypt_catalog)
+    catalog = open_catalog(config.catalog_url, create=True, key=catalog_key(config))
     try:
         with catalog.write() as conn:
             if conn.execute(sa.select(meta.c.value).where(meta.c.key == "fabric_id")).first() is not None:
@@ -397,8 +596,16 @@ def init_fabric(
                 [
                     {"key": "fabric_id", "value": config.fabric_id},
                     {"key": "fabric_name", "value": fabric_name},
-                    {"key": "admins", "value": creator},
+                    {
+                        "key": CLUSTER_ACL_KEY,
+                        "value": acl_to_text(Acl.parse(AclType.CLUSTER, user=f"{creator}:fc")),
+                    },
                 ],
+            )
+            conn.execute(
+                users.insert().values(
+                    name=creator, password_hash=None, created_at=now_ms(), created_by=creator
+                )
             )
         _backends(config, catalog, create=True)
     finally:

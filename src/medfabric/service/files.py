@@ -17,7 +17,7 @@ from medfabric.fs import content as content_rows
 from medfabric.fs.model import FileStat
 from medfabric.fs.namespace import list_children
 from medfabric.fs.reader import FileReader
-from medfabric.service.access import READ, require_mode
+from medfabric.service.access import READ, READDIR, require
 from medfabric.service.paths import Located, entry_stat, locate, mount_point_stat, walk_checked
 from medfabric.service.snapshots import list_snapshot_dir, snapshot_dir_stat
 from medfabric.service.writes import FileWrites
@@ -35,7 +35,7 @@ class FileService(FileWrites):
     def stat(self, path: str) -> FileStat:
         with self.fabric.access("getattr", path) as note, self.fabric.catalog.read() as conn:
             located = locate(conn, path)
-            note.volume = located.volume.name
+            note.target(located.volume)
             if located.snapshot_dir:
                 return snapshot_dir_stat(conn, located)
             chain = walk_checked(conn, located, self.fabric.principal)
@@ -51,7 +51,7 @@ class FileService(FileWrites):
     def listdir(self, path: str) -> list[FileStat]:
         with self.fabric.access("readdir", path) as note, self.fabric.catalog.read() as conn:
             located = locate(conn, path)
-            note.volume = located.volume.name
+            note.target(located.volume)
             return self._list(conn, located)
 
     def _list(self, conn: Connection, located: Located) -> list[FileStat]:
@@ -61,7 +61,7 @@ class FileService(FileWrites):
         directory = chain[-1]
         if not directory.is_dir:
             raise InvalidInput(f"{located.path} is not a directory")
-        require_mode(self.fabric.principal, directory, READ, located.path)
+        require(self.fabric.principal, located.volume, directory, READDIR, located.path)
         listing = {
             entry.name: entry_stat(located.child(entry.name), entry)
             for entry in list_children(conn, located.volume.id, directory.ino, located.version)
@@ -87,7 +87,7 @@ class FileService(FileWrites):
         fabric = self.fabric
         with fabric.access("read", path) as note, fabric.catalog.read() as conn:
             located = locate(conn, path)
-            note.volume = located.volume.name
+            note.target(located.volume)
             if located.snapshot_dir:
                 raise InvalidInput(f"{path} is a directory")
             entry = walk_checked(conn, located, fabric.principal)[-1]
@@ -95,7 +95,7 @@ class FileService(FileWrites):
                 raise InvalidInput(f"{path} is a directory")
             if not entry.is_file:
                 raise InvalidInput(f"{path} is a {(entry.kind == 'l' and 'symlink') or 'special file'}")
-            require_mode(fabric.principal, entry, READ, path)
+            require(fabric.principal, located.volume, entry, READ, path)
             parts = content_rows.load_extents(conn, entry.content_id) if entry.content_id is not None else []
             locations = content_rows.locate_blobs(conn, located.volume.id, parts)
         volume = located.volume
@@ -125,7 +125,7 @@ class FileService(FileWrites):
     def readlink(self, path: str) -> str:
         with self.fabric.access("readlink", path) as note, self.fabric.catalog.read() as conn:
             located = locate(conn, path)
-            note.volume = located.volume.name
+            note.target(located.volume)
             entry = walk_checked(conn, located, self.fabric.principal)[-1]
             if entry.target is None:
                 raise InvalidInput(f"{path} is not a symbolic link")

@@ -78,7 +78,7 @@ def locate(conn: Connection, path: str, mounts: MountTable | None = None) -> Loc
 def walk_checked(conn: Connection, located: Located, principal: Principal) -> list[Entry]:
     """The entries from the volume root to the path, checking that each directory is searchable."""
     chain = walk(conn, located.volume, located.inside, located.version)
-    require_traverse(principal, chain, located.path)
+    require_traverse(principal, located.volume, chain, located.path)
     return chain
 
 

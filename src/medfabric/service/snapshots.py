@@ -20,7 +20,7 @@ from medfabric.fs import volumes as volume_rows
 from medfabric.fs.model import FileStat
 from medfabric.fs.namespace import walk
 from medfabric.fs.snapshots import ChangeSummary, Snapshot, SnapshotSpace
-from medfabric.service.access import Principal, require_admin
+from medfabric.service.access import Principal, require_volume
 from medfabric.service.paths import Located, entry_stat
 from medfabric.units import parse_duration_ms
 
@@ -53,13 +53,13 @@ class SnapshotService:
         """A snapshot of the whole volume now; ``retain`` (e.g. ``7d``) sets when it expires."""
         fabric = self.fabric
         with fabric.access("snapshot create", volume=volume) as note:
-            require_admin(fabric.principal, "create snapshots")
             _check_name(name)
             now = fabric.clock.now_ms()
             if retain is not None:
                 expires_at = now + parse_duration_ms(retain, what="retention")
             with fabric.catalog.write() as conn:
                 found = volume_rows.get_volume(conn, volume)
+                require_volume(fabric.principal, found, "m", "create snapshots")
                 snapshot = snapshot_rows.create_snapshot(
                     conn, found.id, name, owner=fabric.principal.name, now_ms=now, expires_at=expires_at
                 )
@@ -75,8 +75,12 @@ class SnapshotService:
         with self.fabric.catalog.read() as conn:
             return self._find(conn, volume, name)
 
-    def _find(self, conn: Connection, volume: str, name: str) -> Snapshot:
+    def _find(
+        self, conn: Connection, volume: str, name: str, *, code: str | None = None, action: str = ""
+    ) -> Snapshot:
         found = volume_rows.get_volume(conn, volume)
+        if code is not None:
+            require_volume(self.fabric.principal, found, code, action)
         snapshot = snapshot_rows.find_snapshot(conn, found.id, name)
         if snapshot is None:
             raise NotFound(f"volume {volume} has no snapshot {name!r}")
@@ -111,20 +115,18 @@ class SnapshotService:
     def remove(self, volume: str, name: str) -> None:
         fabric = self.fabric
         with fabric.access("snapshot remove", volume=volume) as note:
-            require_admin(fabric.principal, "remove snapshots")
             note.detail = f"snapshot {name}"
             with fabric.catalog.write() as conn:
-                snapshot_rows.delete_snapshot(conn, self._find(conn, volume, name))
+                snapshot = self._find(conn, volume, name, code="d", action="remove snapshots")
+                snapshot_rows.delete_snapshot(conn, snapshot)
 
     def preserve(self, volume: str, name: str, *, preserved: bool = True) -> Snapshot:
         """A preserved snapshot never expires."""
         fabric = self.fabric
-        with fabric.access("snapshot preserve", volume=volume):
-            require_admin(fabric.principal, "preserve snapshots")
-            with fabric.catalog.write() as conn:
-                snapshot = self._find(conn, volume, name)
-                snapshot_rows.set_preserved(conn, snapshot, preserved)
-                return self._find(conn, volume, name)
+        with fabric.access("snapshot preserve", volume=volume), fabric.catalog.write() as conn:
+            snapshot = self._find(conn, volume, name, code="m", action="preserve snapshots")
+            snapshot_rows.set_preserved(conn, snapshot, preserved)
+            return self._find(conn, volume, name)
 
     def changes(self, volume: str, name: str) -> ChangeSummary:
         """What a restore of this snapshot would discard from the live volume."""
@@ -140,10 +142,9 @@ class SnapshotService:
         """
         fabric = self.fabric
         with fabric.access("snapshot restore", volume=volume) as note:
-            require_admin(fabric.principal, "restore snapshots")
             now = fabric.clock.now_ms()
             with fabric.catalog.write() as conn:
-                snapshot = self._find(conn, volume, name)
+                snapshot = self._find(conn, volume, name, code="restore", action="restore snapshots")
                 summary = snapshot_rows.changes_since(conn, snapshot.volume_id, snapshot.version)
                 if summary.changed and not force:
                     raise Conflict(

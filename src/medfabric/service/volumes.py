@@ -19,10 +19,20 @@ from medfabric.fs import volumes as volume_rows
 from medfabric.fs.model import KIND_DIR, Volume
 from medfabric.fs.namespace import VolumeWriter, load_mounts, mount_components
 from medfabric.fs.paths import join_path, split_path
-from medfabric.service.access import require_admin
+from medfabric.replication import mirror_state
+from medfabric.security.acl import Acl, AclType
+from medfabric.service.access import (
+    acl_to_text,
+    check_ace_text,
+    inherited_aces,
+    require_cluster,
+    require_volume,
+    volume_acl,
+)
 from medfabric.units import parse_size
 
 if TYPE_CHECKING:
+    from medfabric.replication.transport import SourceSpec
     from medfabric.service.fabric import Fabric
 
 ROOT_VOLUME = "mapr.cluster.root"
@@ -93,6 +103,11 @@ class VolumeService:
             "logicalUsed": volume.logical_bytes // MB,
             "logicalBytes": volume.logical_bytes,
             "numFiles": volume.file_count,
+            "readAce": volume.read_ace if volume.read_ace is not None else f"u:{volume.owner}",
+            "writeAce": volume.write_ace if volume.write_ace is not None else f"u:{volume.owner}",
+            "acl": [{"principal": who, "codes": list(codes)} for who, codes in volume_acl(volume).rows()],
+            "audited": volume.audited,
+            "encryption": volume.encryption,
             "numDirectories": volume.dir_count,
             "version": volume.version,
         }
@@ -121,6 +136,8 @@ class VolumeService:
                 compression="zstd",
                 owner=fabric.principal.name,
                 now_ns=fabric.clock.now_ns(),
+                read_ace="p",
+                acl=acl_to_text(Acl.parse(AclType.VOLUME, user=f"{fabric.principal.name}:fc")),
             )
 
     def create(
@@ -137,13 +154,21 @@ class VolumeService:
         createparent: bool = True,
         volume_type: str = "rw",
         compression: str | None = None,
+        read_ace: str | None = None,
+        write_ace: str | None = None,
+        dare: bool | None = None,
+        source: str | SourceSpec | None = None,
     ) -> VolumeResult:
+        """``source`` (``vol@fabric``, with ``volume_type="mirror"``): the volume a mirror follows."""
         fabric = self.fabric
         with fabric.access("volume create", path=path, volume=name):
-            require_admin(fabric.principal, "create volumes")
+            require_cluster(fabric.principal, fabric.cluster_acl(), "cv", "create volumes")
             _check_name(name)
             if volume_type not in ("rw", "mirror"):
                 raise InvalidInput(f"volume type must be rw or mirror, not {volume_type!r}")
+            if source is not None and volume_type != "mirror":
+                raise InvalidInput("-source makes sense only with -type mirror")
+            mirror_source = fabric.mirrors.resolve_source(source) if source is not None else None
             mount_path = join_path(split_path(path)) if path is not None else None
             settings = fabric.settings()
             warnings: builtins.list[str] = []
@@ -189,7 +214,17 @@ class VolumeService:
                     compression=codec,
                     owner=fabric.principal.name,
                     now_ns=fabric.clock.now_ns(),
+                    **self._inherited(parent, read_ace, write_ace),
                 )
+                if mirror_source is not None:
+                    mirror_state.record_source(conn, volume, mirror_source)
+                encrypted = dare if dare is not None else bool(parent and parent.encryption != "off")
+                if encrypted:
+                    from medfabric.service.encryption import create_keys, kms_of
+
+                    create_keys(conn, kms_of(fabric.engines), volume.id, fabric.clock.now_ms())
+                    volume_rows.update_volume(conn, volume.id, encryption="on")
+                    volume = volume_rows.get_volume_by_id(conn, volume.id)
                 if warnings:
                     alarm_rows.raise_alarm(
                         conn,
@@ -199,6 +234,28 @@ class VolumeService:
                         fabric.clock.now_ms(),
                     )
             return VolumeResult(volume, tuple(warnings))
+
+    def _inherited(
+        self, parent: Volume | None, read_ace: str | None, write_ace: str | None
+    ) -> dict[str, Any]:
+        """A new volume's ACL (its creator: fc) and what it takes from its parent volume."""
+        creator = self.fabric.principal.name
+        attributes: dict[str, Any] = {"acl": acl_to_text(Acl.parse(AclType.VOLUME, user=f"{creator}:fc"))}
+        if parent is not None:
+            attributes.update(
+                read_ace=parent.read_ace or f"u:{parent.owner}",
+                write_ace=parent.write_ace or f"u:{parent.owner}",
+                audited=parent.audited,
+                audit_ops=parent.audit_ops,
+            )
+            parent_acl = volume_acl(parent)
+            if parent_acl.rows():
+                attributes["acl"] = acl_to_text(parent_acl.edit(user=f"{creator}:fc"))
+        if read_ace is not None:
+            attributes["read_ace"] = check_ace_text(read_ace, "readAce")
+        if write_ace is not None:
+            attributes["write_ace"] = check_ace_text(write_ace, "writeAce")
+        return attributes
 
     def _replication(
         self, replication: int, min_replication: int, warnings: builtins.list[str]
@@ -252,6 +309,7 @@ class VolumeService:
                     mode=0o755,
                     owner=self.fabric.principal.name,
                     grp=directory.grp,
+                    aces=inherited_aces(directory, is_directory=True),
                 )
             elif child.kind != KIND_DIR:
                 raise Conflict(
@@ -275,13 +333,21 @@ class VolumeService:
         readonly: bool | None = None,
         compression: str | None = None,
         volume_type: str | None = None,
+        read_ace: str | None = None,
+        write_ace: str | None = None,
+        source: str | SourceSpec | None = None,
+        schedule: str | None = None,
+        mirror_schedule: str | None = None,
     ) -> VolumeResult:
+        """``source`` makes the (mirror) volume follow another (failback); ``schedule`` and
+        ``mirror_schedule`` attach a schedule by id or name ("0" detaches)."""
         fabric = self.fabric
         with fabric.access("volume modify", volume=name):
-            require_admin(fabric.principal, "modify volumes")
             warnings: builtins.list[str] = []
+            mirror_source = fabric.mirrors.resolve_source(source) if source is not None else None
             with fabric.catalog.write() as conn:
                 volume = volume_rows.get_volume(conn, name)
+                require_volume(fabric.principal, volume, "m", "modify")
                 values: dict[str, Any] = {}
                 if replication is not None or min_replication is not None:
                     new_replication = replication if replication is not None else volume.replication
@@ -307,16 +373,31 @@ class VolumeService:
                     if compression not in ("off", "zstd"):
                         raise InvalidInput(f"compression must be off or zstd, not {compression!r}")
                     values["compression"] = compression
+                if read_ace is not None:
+                    values["read_ace"] = check_ace_text(read_ace, "readAce")
+                if write_ace is not None:
+                    values["write_ace"] = check_ace_text(write_ace, "writeAce")
                 if volume_type is not None:
                     if volume_type not in ("rw", "mirror"):
                         raise InvalidInput(f"volume type must be rw or mirror, not {volume_type!r}")
                     values["type"] = volume_type
                     if volume_type == "rw" and volume.type == "mirror" and readonly is None:
                         values["readonly"] = False
+                    if volume_type == "rw" and volume.type == "mirror":
+                        mirror_state.forget_synced_state(conn, volume.id)  # promoted: it will diverge
+                if mirror_source is not None:
+                    if values.get("type", volume.type) != "mirror":
+                        raise InvalidInput("-source makes sense only for a mirror volume (add -type mirror)")
+                    mirror_state.record_source(conn, volume, mirror_source)
                 values["modified_at"] = fabric.clock.now_ms()
                 volume_rows.update_volume(conn, volume.id, **values)
                 updated = volume_rows.get_volume_by_id(conn, volume.id)
                 self._refresh_quota_alarms(conn, updated)
+            for action, reference in (("snapshot", schedule), ("mirror", mirror_schedule)):
+                if reference is not None and reference.strip() in ("", "0", "none"):
+                    fabric.schedules.detach(action, updated.name)
+                elif reference is not None:
+                    fabric.schedules.attach(reference, action, volume=updated.name)
             return VolumeResult(updated, tuple(warnings))
 
     def _refresh_quota_alarms(self, conn: Connection, volume: Volume) -> None:
@@ -336,9 +417,9 @@ class VolumeService:
     def remove(self, name: str, *, force: bool = False) -> None:
         fabric = self.fabric
         with fabric.access("volume remove", volume=name):
-            require_admin(fabric.principal, "remove volumes")
             with fabric.catalog.write() as conn:
                 volume = volume_rows.get_volume(conn, name)
+                require_volume(fabric.principal, volume, "d", "remove")
                 if volume.name == ROOT_VOLUME:
                     raise Conflict("the root volume cannot be removed")
                 self._refuse_if_nested(conn, volume, "remove")
@@ -358,46 +439,42 @@ class VolumeService:
 
     def mount(self, name: str, path: str | None = None, *, createparent: bool = True) -> Volume:
         fabric = self.fabric
-        with fabric.access("volume mount", path=path, volume=name):
-            require_admin(fabric.principal, "mount volumes")
-            with fabric.catalog.write() as conn:
-                volume = volume_rows.get_volume(conn, name)
-                if volume.mounted:
-                    raise Conflict(f"volume {name} is already mounted at {volume.mount_path}")
-                target = path if path is not None else volume.mount_path
-                if target is None:
-                    raise InvalidInput(f"volume {name} has no mount path: give -path")
-                mount_path = join_path(split_path(target))
-                parent = (
-                    volume_rows.get_volume_by_id(conn, volume.parent_id)
-                    if volume.parent_id is not None
-                    else None
-                )
-                self._prepare_mount_point(conn, mount_path, createparent, parent)
-                volume_rows.update_volume(conn, volume.id, mount_path=mount_path, mounted=True)
-                return volume_rows.get_volume_by_id(conn, volume.id)
+        with fabric.access("volume mount", path=path, volume=name), fabric.catalog.write() as conn:
+            volume = volume_rows.get_volume(conn, name)
+            require_volume(fabric.principal, volume, "m", "mount")
+            if volume.mounted:
+                raise Conflict(f"volume {name} is already mounted at {volume.mount_path}")
+            target = path if path is not None else volume.mount_path
+            if target is None:
+                raise InvalidInput(f"volume {name} has no mount path: give -path")
+            mount_path = join_path(split_path(target))
+            parent = (
+                volume_rows.get_volume_by_id(conn, volume.parent_id) if volume.parent_id is not None else None
+            )
+            self._prepare_mount_point(conn, mount_path, createparent, parent)
+            volume_rows.update_volume(conn, volume.id, mount_path=mount_path, mounted=True)
+            return volume_rows.get_volume_by_id(conn, volume.id)
 
     def unmount(self, name: str) -> Volume:
         fabric = self.fabric
-        with fabric.access("volume unmount", volume=name):
-            require_admin(fabric.principal, "unmount volumes")
-            with fabric.catalog.write() as conn:
-                volume = volume_rows.get_volume(conn, name)
-                if volume.name == ROOT_VOLUME:
-                    raise Conflict("the root volume cannot be unmounted")
-                if not volume.mounted:
-                    raise Conflict(f"volume {name} is not mounted")
-                self._refuse_if_nested(conn, volume, "unmount")
-                volume_rows.update_volume(conn, volume.id, mounted=False)
-                return volume_rows.get_volume_by_id(conn, volume.id)
+        with fabric.access("volume unmount", volume=name), fabric.catalog.write() as conn:
+            volume = volume_rows.get_volume(conn, name)
+            require_volume(fabric.principal, volume, "m", "unmount")
+            if volume.name == ROOT_VOLUME:
+                raise Conflict("the root volume cannot be unmounted")
+            if not volume.mounted:
+                raise Conflict(f"volume {name} is not mounted")
+            self._refuse_if_nested(conn, volume, "unmount")
+            volume_rows.update_volume(conn, volume.id, mounted=False)
+            return volume_rows.get_volume_by_id(conn, volume.id)
 
     def rename(self, name: str, new_name: str) -> Volume:
         fabric = self.fabric
         with fabric.access("volume rename", volume=name):
-            require_admin(fabric.principal, "rename volumes")
             _check_name(new_name)
             with fabric.catalog.write() as conn:
                 volume = volume_rows.get_volume(conn, name)
+                require_volume(fabric.principal, volume, "m", "rename")
                 if volume.name == ROOT_VOLUME:
                     raise Conflict("the root volume cannot be renamed")
                 if volume_rows.volume_exists(conn, new_name):

@@ -38,7 +38,8 @@ from medfabric.fs.model import (
 )
 from medfabric.fs.namespace import VolumeWriter, list_children, load_mounts
 from medfabric.fs.paths import check_name
-from medfabric.service.access import EXECUTE, WRITE, require_mode
+from medfabric.service.access import ADDCHILD, DELETECHILD, LOOKUPDIR, WRITE, inherited_aces, require
+from medfabric.service.lineage import edge_rows, insert_edges
 from medfabric.service.paths import Located, entry_stat, locate, require_found, walk_checked
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ class NewFile:
     mode: int = 0o644
     mtime_ns: int | None = None
     tag: object = None
+    source: str | None = None  # where it came from (file://host/path, dicom://AE@host): its lineage
 
 
 # Runs inside a batch's transaction with the files it placed: (connection, [(file, its stat)]).
@@ -125,12 +127,12 @@ class FileWrites:
             return cache[wanted]
         directory = require_found(writer.get(writer.volume.root_ino), located.path)
         for depth, name in enumerate(wanted):
-            require_mode(principal, directory, EXECUTE, located.path)
+            require(principal, writer.volume, directory, LOOKUPDIR, located.path)
             child = writer.lookup(directory.ino, name)
             if child is None:
                 if not parents:
                     raise NotFound(f"{located.path}: parent directory does not exist")
-                require_mode(principal, directory, WRITE | EXECUTE, located.path)
+                require(principal, writer.volume, directory, ADDCHILD, located.path)
                 child = writer.create(
                     parent_ino=directory.ino,
                     name=name,
@@ -138,13 +140,14 @@ class FileWrites:
                     mode=0o755,
                     owner=principal.name,
                     grp=directory.grp,
+                    aces=inherited_aces(directory, is_directory=True),
                 )
                 if cache is not None:
                     cache[wanted[: depth + 1]] = child
             elif not child.is_dir:
                 raise Conflict(f"{located.path}: {name} is not a directory")
             directory = child
-        require_mode(principal, directory, WRITE | EXECUTE, located.path)
+        require(principal, writer.volume, directory, ADDCHILD, located.path)
         if cache is not None:
             cache[wanted] = directory
         return directory
@@ -238,7 +241,7 @@ class FileWrites:
                 raise Conflict(f"{located.path} is a {KIND_NAMES[existing.kind]}")
             if not overwrite:
                 raise Conflict(f"{located.path} already exists (use -f to replace it)")
-            require_mode(self.fabric.principal, existing, WRITE, located.path)
+            require(self.fabric.principal, writer.volume, existing, WRITE, located.path)
             return writer.update(
                 existing,
                 size=prepared.size,
@@ -252,6 +255,7 @@ class FileWrites:
             mode=mode,
             owner=self.fabric.principal.name,
             grp=directory.grp,
+            aces=inherited_aces(directory, is_directory=False),
             size=prepared.size,
             content_id=content_id,
             mtime_ns=mtime_ns,
@@ -268,13 +272,15 @@ class FileWrites:
         parents: bool = False,
         mode: int = 0o644,
         mtime_ns: int | None = None,
+        source: str | None = None,
     ) -> FileStat:
-        """Create or (with ``overwrite``) replace a file; returns once it is durable."""
+        """Create or (with ``overwrite``) replace a file; returns once it is durable. ``source`` (a URI
+        such as file://host/path) is recorded as the file's lineage."""
         fabric = self.fabric
         with fabric.access("write", path) as note:
             with fabric.catalog.read() as conn:
                 located = locate(conn, path)
-            note.volume = located.volume.name
+            note.target(located.volume)
             check_live(located)
             size = len(data) if isinstance(data, (bytes, bytearray, memoryview)) else None
             self._precheck_target(located, overwrite=overwrite, parents=parents, size=size)
@@ -297,6 +303,18 @@ class FileWrites:
                         mtime_ns=mtime_ns,
                     )
                     content_rows.record_build(conn, built)
+                    if source is not None:
+                        insert_edges(
+                            conn,
+                            edge_rows(
+                                [(located.path, entry.ino)],
+                                [source],
+                                "import",
+                                {"interface": fabric.interface},
+                                fabric.principal.name,
+                                writer.now_ns // 1_000_000,
+                            ),
+                        )
                     self._finish(writer)
             except QuotaExceeded as error:
                 self._note_quota_refusal(located.volume, error)
@@ -379,6 +397,22 @@ class FileWrites:
                     placed.append((item, located, entry))
                 content_rows.record_build(conn, built)
                 written = [(item, entry_stat(located, entry)) for item, located, entry in placed]
+                insert_edges(
+                    conn,
+                    [
+                        row
+                        for item, located, entry in placed
+                        if item.source
+                        for row in edge_rows(
+                            [(located.path, entry.ino)],
+                            [item.source],
+                            "import",
+                            {"interface": fabric.interface},
+                            fabric.principal.name,
+                            writer.now_ns // 1_000_000,
+                        )
+                    ],
+                )
                 if on_commit is not None and written:
                     on_commit(conn, written)
                 self._finish(writer)
@@ -386,6 +420,9 @@ class FileWrites:
             self._note_quota_refusal(volume, error)
             raise
         result.written.extend(stat for _item, stat in written)
+        if volume.audited:
+            for _item, stat in written:
+                fabric.record_access("write", stat.path, volume)
 
     def _prefetch_targets(
         self,
@@ -422,13 +459,13 @@ class FileWrites:
         with fabric.access(operation, path) as note:
             with fabric.catalog.read() as conn:
                 located = locate(conn, path)
-                note.volume = located.volume.name
+                note.target(located.volume)
                 check_live(located)
                 check_writable(located.volume)
                 entry = walk_checked(conn, located, fabric.principal)[-1]
                 if not entry.is_file:
                     raise InvalidInput(f"{path} is not a regular file")
-                require_mode(fabric.principal, entry, WRITE, path)
+                require(fabric.principal, located.volume, entry, WRITE, path)
             builder = self._builder(located.volume)
             piece = builder.add_bytes_many([data])[0] if data else PreparedContent(0, [], None)
             built = builder.flush()
@@ -474,7 +511,7 @@ class FileWrites:
         fabric = self.fabric
         with fabric.access("mkdir", path) as note, fabric.catalog.write() as conn:
             located = locate(conn, path)
-            note.volume = located.volume.name
+            note.target(located.volume)
             check_live(located)
             if located.is_volume_root:
                 if parents:
@@ -495,6 +532,7 @@ class FileWrites:
                 mode=mode,
                 owner=fabric.principal.name,
                 grp=directory.grp,
+                aces=inherited_aces(directory, is_directory=True),
             )
             self._finish(writer)
             return entry_stat(located, entry)
@@ -505,7 +543,7 @@ class FileWrites:
             raise InvalidInput("a symbolic link needs a target without NUL bytes")
         with fabric.access("symlink", path) as note, fabric.catalog.write() as conn:
             located = locate(conn, path)
-            note.volume = located.volume.name
+            note.target(located.volume)
             check_live(located)
             if located.is_volume_root:
                 raise Conflict(f"{path} is a volume's mount point")
@@ -521,6 +559,7 @@ class FileWrites:
                 mode=0o777,
                 owner=fabric.principal.name,
                 grp=directory.grp,
+                aces=inherited_aces(directory, is_directory=False),
                 size=len(target.encode()),
                 target=target,
             )
@@ -532,7 +571,7 @@ class FileWrites:
         fabric = self.fabric
         with fabric.access("delete", path) as note, fabric.catalog.write() as conn:
             located = locate(conn, path)
-            note.volume = located.volume.name
+            note.target(located.volume)
             check_live(located)
             if located.is_volume_root:
                 raise Conflict(
@@ -545,7 +584,7 @@ class FileWrites:
             writer = self._writer(conn, located)
             chain = walk_checked(conn, located, fabric.principal)
             target = chain[-1]
-            require_mode(fabric.principal, chain[-2], WRITE | EXECUTE, path)
+            require(fabric.principal, writer.volume, chain[-2], DELETECHILD, path)
             doomed = [target]
             if target.is_dir:
                 doomed = self._subtree(conn, writer, target, path, recursive)
@@ -571,7 +610,7 @@ class FileWrites:
             if children and not recursive:
                 raise NotEmpty(f"{path} is not empty (use -r)")
             if children:
-                require_mode(self.fabric.principal, directory, WRITE | EXECUTE, path)
+                require(self.fabric.principal, writer.volume, directory, DELETECHILD, path)
             pending.extend(children)
         return order
 
@@ -582,7 +621,7 @@ class FileWrites:
             with fabric.catalog.read() as conn:
                 src = locate(conn, source)
                 dst = locate(conn, destination)
-            note.volume = src.volume.name
+            note.target(src.volume)
             note.detail = f"to {dst.path}"
             check_live(src)
             check_live(dst)
@@ -596,7 +635,7 @@ class FileWrites:
                 writer = self._writer(conn, src)
                 chain = walk_checked(conn, src, fabric.principal)
                 entry = chain[-1]
-                require_mode(fabric.principal, chain[-2], WRITE | EXECUTE, source)
+                require(fabric.principal, writer.volume, chain[-2], DELETECHILD, source)
                 directory = self._directory(writer, dst, parents=False)
                 name = check_name(dst.inside[-1], destination)
                 existing = writer.lookup(directory.ino, name)
@@ -660,7 +699,7 @@ class FileWrites:
         principal = fabric.principal
         with fabric.access(operation, path) as note, fabric.catalog.write() as conn:
             located = locate(conn, path)
-            note.volume = located.volume.name
+            note.target(located.volume)
             check_live(located)
             note.detail = ",".join(sorted(changes))
             writer = self._writer(conn, located)
@@ -680,7 +719,7 @@ class FileWrites:
                 and not principal.admin
                 and principal.name != entry.owner
             ):
-                require_mode(principal, entry, WRITE, path)
+                require(principal, writer.volume, entry, WRITE, path)
             updated = writer.update(entry, **changes) if changes else entry
             self._finish(writer)
             return entry_stat(located, updated)
