@@ -116,7 +116,7 @@ def test_restore_keeps_the_replaced_catalog_and_checks_what_it_restores(tmp_path
         restore_catalog(tmp_path / "home", "20000101T000000.000Z.sqlite.zst", user="admin")
     stray = tmp_path / "data0" / "catalog-backups" / other_backup.name
     stray.write_bytes((tmp_path / "other" / "data0" / "catalog-backups" / other_backup.name).read_bytes())
-    with pytest.raises(Exception, match="another fabric|master key"):  # sealed with its own key
+    with pytest.raises(Exception, match=r"another fabric|master key"):  # sealed with its own key
         restore_catalog(tmp_path / "home", other_backup.name, user="admin")
 
 

@@ -72,7 +72,8 @@ def test_a_file_changed_after_parsing_is_parsed_again(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_an_import_killed_midway_resumes_without_duplicates_or_losses(tmp_path: Path) -> None:
     source = tmp_path / "ct"
-    generate_ct_series_bulk(source, instances=800, size="small", workers=2)
+    total = 2400  # a dozen batches: enough to catch the import between two of them
+    generate_ct_series_bulk(source, instances=total, size="small", workers=2)
     fabric = make_fabric(tmp_path / "fabric")
     with fabric:
         fabric.volumes.create("ct", "/ct")
@@ -98,16 +99,16 @@ def test_an_import_killed_midway_resumes_without_duplicates_or_losses(tmp_path: 
             if stored:
                 process.send_signal(signal.SIGKILL)
                 break
-            time.sleep(0.02)
+            time.sleep(0.005)
     process.wait(timeout=30)
-    assert 0 < stored < 800, "the import was not caught mid-way"
+    assert 0 < stored < total, "the import was not caught mid-way"
     finished = subprocess.run(command, env=env, capture_output=True, timeout=120, check=True)
     summary = json.loads(finished.stdout)["data"][0]
-    assert summary["stored"] + summary["duplicates"] == 800
+    assert summary["stored"] + summary["duplicates"] == total
     assert summary["duplicates"] >= stored
     with open_fabric(home, "admin") as after:
         rows = after.dicom.find("instance")
         assert sorted(row["sop_uid"] for row in rows) == sorted(manifest_uids(source))
-        assert after.volumes.info("ct").file_count == 800
+        assert after.volumes.info("ct").file_count == total
         assert after.dicom.find("series")[0]["number_of_series_related_instances"] == 50
         assert after.admin.fsck() == []

@@ -557,3 +557,24 @@ mirror_stage_extents = Table(
     Column("blob_id", LargeBinary(32), nullable=True),
     Column("blob_offset", BigInteger, nullable=False),
 )
+
+# -- De-identification runs (migration 0006): what was made, with which profile; the optional
+#    re-identification map, encrypted, for an honest broker -----------------------------------------
+
+deid_runs = Table(
+    "deid_runs",
+    metadata,
+    Column("run_id", String(36), primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("principal", String(255), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("profile", Text, nullable=False),  # JSON: name, options, table edition
+    Column("instances", Integer, nullable=False),
+    Column("stored", Integer, nullable=False),
+    Column("quarantined", Integer, nullable=False),
+    Column("reid_role", String(255), nullable=True),  # who may read the map (r:ROLE)
+    Column("reid_key_id", String(255), nullable=True),
+    Column("reid_wrapped_key", LargeBinary, nullable=True),
+    Column("reid_map", LargeBinary, nullable=True),  # AES-256-GCM of the JSON map
+)

@@ -7,6 +7,9 @@ different file.
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
 from medfabric.errors import InvalidInput
 
 MAX_NAME_BYTES = 255
@@ -53,3 +56,8 @@ def normalize_path(path: str) -> str:
 
 def is_within(path: tuple[str, ...], prefix: tuple[str, ...]) -> bool:
     return path[: len(prefix)] == prefix
+
+
+def local_file_uri(path: Path | str) -> str:
+    """The URI of a file on this host (``file://host/abs/path``): where an import came from."""
+    return f"file://{socket.gethostname()}{Path(path).resolve()}"

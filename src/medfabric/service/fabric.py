@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from medfabric.security.keys import Kms
     from medfabric.service.audit import AuditService
     from medfabric.service.backups import BackupService
+    from medfabric.service.deid import DeidService
     from medfabric.service.encryption import EncryptionService, VolumeKeys
     from medfabric.service.imaging import DicomService
     from medfabric.service.lineage import LineageService
@@ -188,6 +189,13 @@ class Fabric:
         from medfabric.service.lineage import LineageService
 
         return LineageService(self)
+
+    @functools.cached_property
+    def deid(self) -> DeidService:
+        """De-identified copies (PS3.15 Annex E), their verification and re-identification maps."""
+        from medfabric.service.deid import DeidService
+
+        return DeidService(self)
 
     @functools.cached_property
     def encryption(self) -> EncryptionService:

@@ -9,10 +9,8 @@ service records while writing); reading needs read access to the path asked abou
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -20,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from medfabric.catalog.schema import lineage
 from medfabric.errors import InvalidInput, NotFound
+from medfabric.fs.paths import local_file_uri
 from medfabric.service.paths import locate, walk_checked
 
 if TYPE_CHECKING:
@@ -48,9 +47,7 @@ class Edge:
         }
 
 
-def file_source(path: Path | str) -> str:
-    """The URI of a local file on this host, as an input."""
-    return f"file://{socket.gethostname()}{Path(path).resolve()}"
+file_source = local_file_uri  # the URI of a local file on this host, as an input
 
 
 def edge_rows(

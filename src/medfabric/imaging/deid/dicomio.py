@@ -55,15 +55,21 @@ def read_dataset(path: Path) -> Dataset:
         raise NotFound(f"{path}: no such file") from None
     except OSError as error:
         raise InvalidInput(f"{path}: cannot be read: {error}") from error
+    ds = parse_dataset(data, str(path))
+    ds.filename = str(path)
+    return ds
+
+
+def parse_dataset(data: bytes, name: str) -> Dataset:
+    """The dataset in the bytes of a file called ``name`` (for messages); InvalidInput if not DICOM."""
     # a dataset without the Part 10 header is accepted when it starts like one (group 0002 or 0008)
     headerless = data[128:132] != b"DICM" and data[:2] in (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08")
     try:
         ds = dcmread(io.BytesIO(data), force=headerless)
     except PARSE_ERRORS as error:
-        raise InvalidInput(f"{path}: not a readable DICOM file: {error}") from error
+        raise InvalidInput(f"{name}: not a readable DICOM file: {error}") from error
     if headerless:
         _add_file_meta(ds)
-    ds.filename = str(path)
     return ds
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medfabric.errors import NotFound
+from medfabric.fs.paths import local_file_uri
 from medfabric.imaging.ingest.model import (
     NOT_FOUND,
     UNREADABLE,
@@ -168,8 +169,9 @@ def _item(parsed: _Parsed) -> IngestItem | IngestOutcome:
         return IngestOutcome(parsed.path, "rejected", NOT_FOUND, f"cannot be read: {error.strerror}")
     outcome = parsed.outcome
     if len(data) != outcome.size or not data.startswith(parsed.header):
-        return IngestItem(data, parsed.path)  # it changed since it was parsed: the pipeline parses again
-    return IngestItem(data, parsed.path, with_digest(outcome, data))
+        # it changed since it was parsed: the pipeline parses again
+        return IngestItem(data, parsed.path, origin=local_file_uri(parsed.path))
+    return IngestItem(data, parsed.path, with_digest(outcome, data), origin=local_file_uri(parsed.path))
 
 
 def _parse_all(files: list[Path], workers: int | None) -> Iterator[_Parsed]:

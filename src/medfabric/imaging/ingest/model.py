@@ -108,6 +108,9 @@ class IngestItem:
     source: str
     parsed: ParsedInstance | None = None
     volume: str | None = None
+    origin: str | None = (
+        None  # a URI recorded as the stored file's lineage (file://host/path, dicom://AE@host)
+    )
 
 
 @dataclass(frozen=True)

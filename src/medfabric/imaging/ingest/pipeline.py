@@ -189,6 +189,7 @@ class IngestPipeline:
                     instance_path(str(plan.volume.mount_path), plan.parsed, plan.version),
                     plan.item.data,
                     tag=plan,
+                    source=plan.item.origin,
                 )
                 for plan in group
             ]
