@@ -167,6 +167,7 @@ class _OpenPack:
     size: int
     added: int = 0
     dirty: bool = False
+    syncs: list[Future[None]] = field(default_factory=list)  # every fsync asked of its handles
 
 
 @dataclass
@@ -196,6 +197,7 @@ class PackWriter:
         self._pending: dict[int, list[tuple[bytes, BlobLocation]]] = {}
         self._stored_rows: dict[str, PackRow] = {}  # uploaded packs, for their owners' transactions
         self._failed: set[str] = set()  # packs that could not be made durable at min replication
+        self._closing: list[_OpenPack] = []  # sealed packs whose handles close once their fsyncs end
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -297,98 +299,124 @@ class PackWriter:
 
     def flush(self, owner: int = 0) -> FlushResult:
         """Make everything queued durable on at least min replication; return what ``owner`` must
-        record in its transaction: its blobs, and the rows of the packs that hold them."""
+        record in its transaction: its blobs, and the rows of the packs that hold them.
+
+        The fsyncs and uploads are waited for without holding the writer's lock, so other threads
+        keep appending (their next batch) while this one waits for the disk.
+        """
         with self.lock:
             mine = self._pending.pop(owner, [])
-            self._flush_open_packs()
-            self._flush_uploads()
-            result = FlushResult(self.volume_id)
-            growth: dict[str, tuple[int, int]] = {}
-            for blob_id, location in mine:
-                if location.pack_id in self._failed:
-                    raise Unavailable(f"pack {location.pack_id} did not reach its minimum replication")
-                result.blobs[blob_id] = location
-                row = self._stored_rows.get(location.pack_id)
-                if row is not None:
-                    if row not in result.new_packs:
-                        result.new_packs.append(row)
+            self._close_finished()
+            pending = [pack for pack in (*self._to_seal, self._open) if pack is not None and pack.dirty]
+            for pack in pending:
+                pack.dirty = False
+                pack.added = 0
+                for location_id, handle in pack.handles.items():
+                    self._sync(pack, location_id, handle)
+            syncs, self._syncs = self._syncs, []
+            sealing, self._to_seal = self._to_seal, []
+            self._start_upload()
+            uploads, self._uploads = self._uploads, []
+        failures: list[tuple[_OpenPack, int, str]] = []
+        for pack, location_id, future in syncs:
+            try:
+                future.result()
+            except OSError as error:
+                failures.append((pack, location_id, str(error)))
+        stored_by_upload: list[tuple[PackRow, tuple[int, ...]]] = []
+        for row, upload in uploads:
+            try:
+                stored_by_upload.append((row, upload.result()))
+            except OSError:
+                stored_by_upload.append((row, ()))
+        with self.lock:
+            for pack, location_id, reason in failures:
+                self._drop_replica(pack, location_id, reason)
+            for pack in pending:
+                if len(pack.handles) < self.min_replication:
+                    # Nothing in it is acknowledged; its owners' flushes fail. Never append to it again.
+                    self._failed.add(pack.row.pack_id)
+                    if pack is self._open:
+                        self._open = None
+                        sealing.append(pack)
+            self._seal(sealing)
+            for row, stored in stored_by_upload:
+                if len(stored) < self.min_replication:
+                    self._failed.add(row.pack_id)
                     continue
-                end = location.offset + RECORD_HEADER_SIZE + location.stored_length
-                previous_end, count = growth.get(location.pack_id, (0, 0))
-                growth[location.pack_id] = (max(previous_end, end), count + 1)
-            result.pack_growth = growth
-            self._forget_settled()
-            return result
+                self._stored_rows[row.pack_id] = PackRow(
+                    row.pack_id,
+                    row.volume_id,
+                    row.state,
+                    stored,
+                    row.size,
+                    row.blob_count,
+                    None,
+                    row.created_at,
+                    row.sealed_at,
+                )
+                self.store._replicas[row.pack_id] = stored
+            return self._result_for(mine)
+
+    def _sync(self, pack: _OpenPack, location_id: int, handle: AppendHandle) -> None:
+        future = self.store.io_pool.submit(handle.sync)
+        pack.syncs = [*(earlier for earlier in pack.syncs if not earlier.done()), future]
+        self._syncs.append((pack, location_id, future))
+
+    def _result_for(self, mine: list[tuple[bytes, BlobLocation]]) -> FlushResult:
+        result = FlushResult(self.volume_id)
+        growth: dict[str, tuple[int, int]] = {}
+        for blob_id, location in mine:
+            if location.pack_id in self._failed:
+                raise Unavailable(f"pack {location.pack_id} did not reach its minimum replication")
+            result.blobs[blob_id] = location
+            row = self._stored_rows.get(location.pack_id)
+            if row is not None:
+                if row not in result.new_packs:
+                    result.new_packs.append(row)
+                continue
+            end = location.offset + RECORD_HEADER_SIZE + location.stored_length
+            previous_end, count = growth.get(location.pack_id, (0, 0))
+            growth[location.pack_id] = (max(previous_end, end), count + 1)
+        result.pack_growth = growth
+        self._forget_settled()
+        return result
+
+    def _seal(self, sealing: list[_OpenPack]) -> None:
+        if not sealing:
+            return
+        now = self.store.clock.now_ms()
+        with self.store.catalog.write() as conn:
+            for pack in sealing:
+                conn.execute(
+                    packs.update()
+                    .where(packs.c.id == pack.row.pack_id)
+                    .values(
+                        state="sealed",
+                        writer=None,
+                        sealed_at=now,
+                        size=sa.case((packs.c.size < pack.size, pack.size), else_=packs.c.size),
+                    )
+                )
+        self._closing.extend(sealing)
+        self._close_finished()
+
+    def _close_finished(self) -> None:
+        """Close sealed packs' handles once no fsync (another thread's included) still uses them."""
+        still: list[_OpenPack] = []
+        for pack in self._closing:
+            if all(future.done() for future in pack.syncs):
+                for handle in pack.handles.values():
+                    handle.close()
+            else:
+                still.append(pack)
+        self._closing = still
 
     def _forget_settled(self) -> None:
         """Drop uploaded-pack rows and failures no pending owner still needs."""
         wanted = {location.pack_id for blobs in self._pending.values() for _blob_id, location in blobs}
         self._stored_rows = {key: row for key, row in self._stored_rows.items() if key in wanted}
         self._failed &= wanted
-
-    def _flush_open_packs(self) -> None:
-        pending = [pack for pack in (*self._to_seal, self._open) if pack is not None and pack.dirty]
-        for pack in pending:
-            for location_id, handle in pack.handles.items():
-                self._syncs.append((pack, location_id, self.store.io_pool.submit(handle.sync)))
-        syncs, self._syncs = self._syncs, []
-        for pack, location_id, future in syncs:
-            try:
-                future.result()
-            except OSError as error:
-                self._drop_replica(pack, location_id, str(error))
-        for pack in pending:
-            pack.dirty = False
-            pack.added = 0
-            if len(pack.handles) < self.min_replication:
-                # Nothing in it is acknowledged; its owners' flushes fail. Never append to it again.
-                self._failed.add(pack.row.pack_id)
-                if pack is self._open:
-                    self._open = None
-                    self._to_seal.append(pack)
-        sealing, self._to_seal = self._to_seal, []
-        if sealing:
-            now = self.store.clock.now_ms()
-            with self.store.catalog.write() as conn:
-                for pack in sealing:
-                    conn.execute(
-                        packs.update()
-                        .where(packs.c.id == pack.row.pack_id)
-                        .values(
-                            state="sealed",
-                            writer=None,
-                            sealed_at=now,
-                            size=sa.case((packs.c.size < pack.size, pack.size), else_=packs.c.size),
-                        )
-                    )
-            for pack in sealing:
-                for handle in pack.handles.values():
-                    handle.close()
-
-    def _flush_uploads(self) -> None:
-        self._start_upload()
-        uploads, self._uploads = self._uploads, []
-        for row, future in uploads:
-            try:
-                stored = future.result()
-            except OSError:
-                stored = ()
-            if len(stored) < self.min_replication:
-                self._failed.add(row.pack_id)
-                continue
-            final = PackRow(
-                row.pack_id,
-                row.volume_id,
-                row.state,
-                stored,
-                row.size,
-                row.blob_count,
-                None,
-                row.created_at,
-                row.sealed_at,
-            )
-            self._stored_rows[row.pack_id] = final
-            self.store._replicas[row.pack_id] = stored
 
     # -- pack lifecycle --------------------------------------------------------------------------
 
@@ -398,7 +426,7 @@ class PackWriter:
             return
         # Start writing the full pack back now so the final flush has less to wait for.
         for location_id, handle in pack.handles.items():
-            self._syncs.append((pack, location_id, self.store.io_pool.submit(handle.sync)))
+            self._sync(pack, location_id, handle)
         self._to_seal.append(pack)
 
     def _claim_or_create(self) -> _OpenPack:
@@ -518,6 +546,13 @@ class PackWriter:
             if self._open is not None:
                 self._release_pack(self._open)
                 self._open = None
+            for pack in self._closing:
+                for future in pack.syncs:
+                    with contextlib.suppress(Exception):
+                        future.result()
+                for handle in pack.handles.values():
+                    handle.close()
+            self._closing = []
 
 
 def _writer_is_gone(writer: str | None) -> bool:

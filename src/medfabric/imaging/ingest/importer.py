@@ -119,8 +119,11 @@ def import_files(
 
 
 class _BatchWriter:
-    """Runs ``ingest`` on one batch at a time in a thread of its own, so that reading the next batch
-    overlaps with storing this one (the storing is mostly I/O and hashing, which release the GIL)."""
+    """Runs ``ingest`` on batches in two threads of its own, so that reading the next batch overlaps
+    with storing this one, and one batch's hashing and appending overlaps another's fsync and
+    commit (the storing is mostly I/O and hashing, which release the GIL)."""
+
+    THREADS = 2
 
     def __init__(self, ingest: Ingest, done: Callable[[IngestReport, int], None]) -> None:
         self.ingest = ingest
@@ -129,16 +132,23 @@ class _BatchWriter:
         self.failed = threading.Event()  # the fabric refused a batch: stop reading
         self._error: BaseException | None = None
         self._queue: queue.Queue[tuple[list[IngestItem], int] | None] = queue.Queue(maxsize=1)
-        self._thread = threading.Thread(target=self._run, name="medfabric-ingest", daemon=True)
-        self._thread.start()
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"medfabric-ingest-{n}", daemon=True)
+            for n in range(self.THREADS)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, batch: list[IngestItem], size: int) -> None:
         self._queue.put((batch, size))
 
     def close(self) -> None:
         """Wait for the batches queued; re-raise what went wrong in the thread."""
-        self._queue.put(None)
-        self._thread.join()
+        for _thread in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
         if self._error is not None:
             raise self._error
 
@@ -153,8 +163,9 @@ class _BatchWriter:
                 self._error = error
                 self.failed.set()
                 continue
-            self.reports.append(result)
-            self.done(result, size)
+            with self._lock:
+                self.reports.append(result)
+                self.done(result, size)
             if result.failed:
                 self.failed.set()
 

@@ -10,7 +10,6 @@ items it concerns. It never opens the catalog or the blob store for writing itse
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Mapping
@@ -194,8 +193,7 @@ class IngestPipeline:
                 for plan in group
             ]
             try:
-                with _volume_lock(self.fabric, group[0].volume.id):
-                    result = self.fabric.fs.write_many(files, parents=True, on_commit=self._hook)
+                result = self.fabric.fs.write_many(files, parents=True, on_commit=self._hook)
             except (sa.exc.IntegrityError, sa.exc.OperationalError) as error:
                 if not _lost_race(error):
                     raise
@@ -346,18 +344,6 @@ class IngestPipeline:
                         )
             except MedfabricError:
                 pass
-
-
-_LOCKS: dict[tuple[int, int], threading.Lock] = {}  # (id of the engines, volume id) -> lock
-_LOCKS_GUARD = threading.Lock()
-
-
-def _volume_lock(fabric: Fabric, volume_id: int) -> threading.Lock:
-    """One ingest write at a time per volume in this process. A volume's PackWriter is shared by the
-    process and a flush takes every blob appended so far, another thread's included: were two batches
-    in flight and one rolled back (a lost race), the other's blob rows would go with it."""
-    with _LOCKS_GUARD:
-        return _LOCKS.setdefault((id(fabric.engines), volume_id), threading.Lock())
 
 
 def _lost_race(error: sa.exc.DBAPIError) -> bool:
