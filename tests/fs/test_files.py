@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import stat
+from pathlib import Path
 
 import pytest
 
 from medfabric.errors import Conflict, InvalidInput, NotEmpty, NotFound, PermissionDenied
+from medfabric.fs.paths import local_file_uri
 from medfabric.service.access import Principal
 from medfabric.service.fabric import Fabric
 from medfabric.service.writes import NewFile
@@ -201,3 +204,46 @@ def test_chown_chmod_utime(vol: Fabric) -> None:
         1_000_000_000,
         2_000_000_000,
     )
+
+
+def test_a_callers_digest_becomes_the_blob_id_of_a_plain_small_file(vol: Fabric) -> None:
+    import blake3
+
+    bodies = [os.urandom(70_000) for _ in range(3)] + [bytes(4096)]
+    digests = [blake3.blake3(body).digest() for body in bodies]
+    vol.fs.write_many(
+        [
+            NewFile(f"/v/d/{n}", body, digest=digest)
+            for n, (body, digest) in enumerate(zip(bodies, digests, strict=True))
+        ]
+    )
+    for n, (body, digest) in enumerate(zip(bodies, digests, strict=True)):
+        assert vol.fs.read(f"/v/d/{n}") == body
+        with vol.fs.open(f"/v/d/{n}") as reader:
+            parts = [part.blob_id for part in reader._parts]
+        assert parts == ([digest] if any(body) else [None])  # all zeros: a hole, as without the hint
+    assert vol.admin.fsck() == []
+
+
+def test_an_encrypted_volume_keys_blob_ids_whatever_digest_the_caller_gives(local_fabric: Fabric) -> None:
+    import blake3
+
+    local_fabric.volumes.create("e", "/e", dare=True)
+    body = os.urandom(50_000)
+    local_fabric.fs.write_many([NewFile("/e/x", body, digest=blake3.blake3(body).digest())])
+    with local_fabric.fs.open("/e/x") as reader:
+        assert reader._parts[0].blob_id != blake3.blake3(body).digest()
+    assert local_fabric.fs.read("/e/x") == body
+
+
+def test_the_source_uri_of_an_import_resolves_symbolic_links(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "a.dcm").write_bytes(b"x")
+    (tmp_path / "linked").symlink_to(real)
+    (real / "b.dcm").symlink_to(real / "a.dcm")
+    cache: dict[str, str] = {}
+    for name, expected in (("linked/a.dcm", real / "a.dcm"), ("real/b.dcm", real / "a.dcm")):
+        for resolved in (cache, None):
+            uri = local_file_uri(tmp_path / name, resolved)
+            assert uri == f"file://{socket.gethostname()}{expected.resolve()}"

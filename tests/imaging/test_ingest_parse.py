@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -12,11 +13,17 @@ import pytest
 from pydicom import dcmread, dcmwrite
 from pydicom.uid import ExplicitVRBigEndian
 
+from medfabric.docdb.documents import encode
 from medfabric.errors import InvalidInput
 from medfabric.fs.paths import check_name, split_path
 from medfabric.imaging.ingest.attributes import dataset_json
 from medfabric.imaging.ingest.header import read_header
-from medfabric.imaging.ingest.metadata import Placement, metadata_document
+from medfabric.imaging.ingest.metadata import (
+    Placement,
+    metadata_document,
+    metadata_encoded,
+    with_attributes_text,
+)
 from medfabric.imaging.ingest.model import ParsedInstance, Rejection
 from medfabric.imaging.ingest.parse import parse_instance, parse_prefix, with_digest
 from medfabric.imaging.ingest.placement import instance_path, safe_component
@@ -300,3 +307,29 @@ def test_the_metadata_document_has_the_hot_fields_then_every_attribute(corpus: l
         metadata_document(instance, Placement("v", "/v/x.v2.dcm", 2))["_id"]
         == f"{instance.sop_instance_uid};v2"
     )
+
+
+def test_the_encoded_metadata_document_is_the_document_encoded(corpus: list[Path]) -> None:
+    """What a parsing worker prepares (the attributes as JSON text) and the ingest path splices
+    stores exactly what encoding the whole document would."""
+    for number, path in enumerate(corpus[:6]):
+        instance = parsed(path.read_bytes())
+        placement = Placement("ct", f"/ct/{number}.dcm", 1 + number % 2, 1700000000000 + number)
+        expected = encode(metadata_document(instance, placement), generate_id=False)
+        shipped = with_attributes_text(instance)
+        assert shipped.attributes == {} and shipped.attributes_text
+        assert shipped == instance  # the same parse, lighter to send between processes
+        for form in (instance, shipped):
+            encoded = metadata_encoded(form, placement)
+            assert (encoded.doc_id, encoded.body) == expected
+        assert metadata_document(shipped, placement) == metadata_document(instance, placement)
+
+
+def test_an_attribute_named_like_a_document_field_does_not_shadow_it() -> None:
+    instance = replace(
+        parsed(make_instance()), attributes={"path": "forged", "Modality": "MR", "modality": "XX"}
+    )
+    placement = Placement("v", "/v/x.dcm")
+    document = json.loads(metadata_encoded(with_attributes_text(instance), placement).body)
+    assert (document["path"], document["modality"], document["Modality"]) == ("/v/x.dcm", "MR", "MR")
+    assert document == {k: v for k, v in metadata_document(instance, placement).items() if k != "_id"}

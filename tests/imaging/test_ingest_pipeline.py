@@ -200,6 +200,21 @@ def test_every_instance_leaves_an_audit_record_with_its_identifiers(fabric: Fabr
     assert "not_dicom" in ingested[1].detail
 
 
+def test_an_audited_volume_keeps_a_verifiable_record_of_every_ingested_instance(fabric: Fabric) -> None:
+    seed_volumes(fabric)
+    fabric.admin.config_save({"mfs.enable.audit.log": "1"})
+    fabric.audit.data("mri_2024", True)
+    sops = [f"1.2.6.{n}" for n in range(1, 6)]
+    report = ingest(fabric, *(make_instance(sop_uid=sop) for sop in sops), make_instance(sop_uid=sops[0]))
+    assert statuses(report) == ["stored"] * 5 + ["duplicate"]
+    ingested = [r for r in fabric.audit.query(volume="mri_2024") if r.operation == "dicom ingest"]
+    assert sorted(r.sop_instance_uid for r in ingested) == sorted([*sops, sops[0]])
+    assert all(r.outcome.value == "allowed" and r.patient_id == "P001" for r in ingested)
+    written = [r for r in fabric.audit.query(volume="mri_2024") if r.operation == "write"]
+    assert len([r for r in written if r.path and r.path.endswith(".dcm")]) == 5
+    assert fabric.audit.verify().ok
+
+
 def test_the_seed_query_finds_the_metadata_documents(fabric: Fabric) -> None:
     seed_volumes(fabric)
     ingest(

@@ -141,3 +141,25 @@ def test_a_missing_audit_key_fails_loudly(audited: Fabric) -> None:
     fresh.engines.listeners.append(AuditWriter(fresh.engines))
     with pytest.raises(Unavailable, match="audit key"):
         fresh.fs.write("/medical_images/unrecorded", b"x")
+
+
+def test_a_batch_write_records_every_file_in_one_audit_transaction(
+    audited: Fabric, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medfabric.audit import log
+
+    appends: list[int] = []
+    real = log.append_many
+
+    def counting(conn: sa.Connection, batch: list[dict[str, object]], *, key: bytes) -> object:
+        appends.append(len(batch))
+        return real(conn, batch, key=key)
+
+    monkeypatch.setattr(log, "append_many", counting)
+    audited.fs.write_many([NewFile(f"/medical_images/batch/{i}.dcm", b"x") for i in range(40)])
+    records = [
+        r for r in _records(audited) if r[1] == "write" and (r[3] or "").startswith("/medical_images/batch/")
+    ]
+    assert len(records) == 40
+    assert appends == [40]  # the files' records together, nothing for the unaudited batch event
+    assert audited.audit.verify().ok

@@ -54,9 +54,13 @@ def decode_pack_header(data: bytes) -> PackHeader:
     return PackHeader(raw_id.hex(), volume_id)
 
 
-def encode_record_header(blob_id: bytes, codec: int, length: int, payload: bytes | memoryview) -> bytes:
-    """The 64-byte header that precedes ``payload`` in a pack (written with it, without copying it)."""
-    head = RECORD_HEADER.pack(RECORD_MAGIC, blob_id, codec, length, len(payload), zlib.crc32(payload))
+def encode_record_header(
+    blob_id: bytes, codec: int, length: int, payload: bytes | memoryview, payload_crc: int | None = None
+) -> bytes:
+    """The 64-byte header that precedes ``payload`` in a pack (written with it, without copying it);
+    ``payload_crc``: the payload's CRC-32 when the caller computed it already (on another thread)."""
+    crc = zlib.crc32(payload) if payload_crc is None else payload_crc
+    head = RECORD_HEADER.pack(RECORD_MAGIC, blob_id, codec, length, len(payload), crc)
     return head + RECORD_CRC.pack(zlib.crc32(head))
 
 

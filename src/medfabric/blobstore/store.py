@@ -206,10 +206,18 @@ class PackWriter:
         return next(self._owners)
 
     def append(
-        self, blob_id: bytes, codec: int, length: int, payload: codecs.Buffer, *, owner: int = 0
+        self,
+        blob_id: bytes,
+        codec: int,
+        length: int,
+        payload: codecs.Buffer,
+        *,
+        owner: int = 0,
+        payload_crc: int | None = None,
     ) -> BlobLocation:
-        """Queue a blob for ``owner``'s next flush; the location is valid once that flush returns."""
-        record = (encode_record_header(blob_id, codec, length, payload), payload)
+        """Queue a blob for ``owner``'s next flush; the location is valid once that flush returns.
+        ``payload_crc``: the payload's CRC-32, if the caller computed it (in parallel) already."""
+        record = (encode_record_header(blob_id, codec, length, payload, payload_crc), payload)
         size = len(record[0]) + len(payload)
         with self.lock:
             if self.store.appendable and self.placement.packing:

@@ -12,14 +12,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from medfabric.docdb.documents import encode
+from medfabric.docdb.documents import EncodedDocument, encode
 from medfabric.errors import Conflict
 
 SQLITE_BATCH = 5000
 
 
 def load_sqlite(
-    conn: sa.Connection, table: str, documents: Iterable[Mapping[str, Any]], replace: bool
+    conn: sa.Connection, table: str, documents: Iterable[Mapping[str, Any] | EncodedDocument], replace: bool
 ) -> int:
     on_conflict = "DO UPDATE SET doc = excluded.doc" if replace else "DO NOTHING"
     sql = f"INSERT INTO {table} (_id, doc) VALUES (?, ?) ON CONFLICT (_id) {on_conflict}"
@@ -39,7 +39,7 @@ def load_sqlite(
 
 
 def load_postgres(
-    conn: sa.Connection, table: str, documents: Iterable[Mapping[str, Any]], replace: bool
+    conn: sa.Connection, table: str, documents: Iterable[Mapping[str, Any] | EncodedDocument], replace: bool
 ) -> int:
     import psycopg
 

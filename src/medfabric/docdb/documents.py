@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from medfabric.docdb.sqlbase import dump_json
@@ -27,8 +28,19 @@ def check_id(value: object) -> str:
     return value
 
 
-def encode(document: Mapping[str, Any], *, generate_id: bool) -> tuple[str, str]:
+@dataclass(frozen=True)
+class EncodedDocument:
+    """A document already in its stored form: ``_id`` and the JSON text (``dump_json``) of the rest,
+    made where the CPU was free (a parsing worker); the bulk loaders store it as it is."""
+
+    doc_id: str
+    body: str
+
+
+def encode(document: Mapping[str, Any] | EncodedDocument, *, generate_id: bool) -> tuple[str, str]:
     """(``_id``, JSON text of the body without ``_id``); a missing ``_id`` becomes a UUID if allowed."""
+    if isinstance(document, EncodedDocument):
+        return check_id(document.doc_id), document.body
     if not isinstance(document, Mapping):
         raise InvalidInput(f"a document must be a JSON object, not {type(document).__name__}")
     if "_id" in document:

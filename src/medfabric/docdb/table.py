@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from medfabric.docdb import bulk
 from medfabric.docdb.conditions import parse_condition
-from medfabric.docdb.documents import check_id, decode, encode, encode_body
+from medfabric.docdb.documents import EncodedDocument, check_id, decode, encode, encode_body
 from medfabric.docdb.indexes import (
     IndexInfo,
     array_index_ddl,
@@ -100,7 +100,11 @@ class DocumentTable:
         return doc_id
 
     def insert_many(
-        self, conn: sa.Connection, documents: Iterable[Mapping[str, Any]], *, replace: bool = False
+        self,
+        conn: sa.Connection,
+        documents: Iterable[Mapping[str, Any] | EncodedDocument],
+        *,
+        replace: bool = False,
     ) -> int:
         """Bulk-load documents; returns how many were written. On any error, roll the transaction back."""
         if _dialect(conn).name == "sqlite":

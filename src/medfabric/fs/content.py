@@ -7,8 +7,9 @@ later, inside the transaction that also writes the namespace entry (``insert_con
 
 from __future__ import annotations
 
+import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TypeVar
@@ -88,7 +89,7 @@ class ContentBuilder:
         self._reused: list[bytes] = []
 
     def _encode(self, chunk: bytes, *, speculative: bool) -> _Encoded:
-        if chunk[:1] == b"\0" and chunk[-1:] == b"\0" and chunk == bytes(len(chunk)):
+        if _all_zero(chunk):
             return _Encoded(b"", len(chunk), zero=True)
         blob_id = codecs.compute_blob_id(self.policy, chunk)
         if not speculative:
@@ -128,30 +129,45 @@ class ContentBuilder:
             for result in part
         ]
 
-    def add_bytes_many(self, bodies: list[bytes]) -> list[PreparedContent]:
-        """Many small bodies at once: hashed in parallel, one catalog lookup, encoded in parallel."""
+    def add_bytes_many(
+        self, bodies: list[bytes], digests: Sequence[bytes | None] | None = None
+    ) -> list[PreparedContent]:
+        """Many small bodies at once: hashed in parallel, one catalog lookup, encoded (and their
+        records' CRC-32 computed) in parallel. ``digests``: the BLAKE3 of a body, where the caller
+        computed it from these very bytes already (it is the blob id of a small plain body)."""
         pieces: list[tuple[int, int, bytes]] = []  # (body index, offset, chunk)
+        known: dict[int, bytes] = {}  # piece number → its blob id, from the caller's digest
         for number, body in enumerate(bodies):
             if len(body) <= self.chunk_size:
+                digest = digests[number] if digests is not None and not self.policy.encrypted else None
+                if digest is not None and len(body) > 0:
+                    known[len(pieces)] = digest
                 pieces.append((number, 0, body))  # the common case: no copy
                 continue
             view = memoryview(body)
             for offset in range(0, len(body), self.chunk_size):
                 pieces.append((number, offset, bytes(view[offset : offset + self.chunk_size])))
-        hashed = self._map(lambda piece: self._encode(piece[2], speculative=False), pieces)
+
+        def identify(numbered: tuple[int, tuple[int, int, bytes]]) -> _Encoded:
+            position, (_number, _offset, chunk) = numbered
+            blob_id = known.get(position)
+            if blob_id is None or _all_zero(chunk):
+                return self._encode(chunk, speculative=False)
+            return _Encoded(blob_id, len(chunk), payload=chunk)
+
+        hashed = self._map(identify, list(enumerate(pieces)))
         stored = self._stored([item.blob_id for item in hashed if not item.zero])
         to_encode = [
             item
             for item in hashed
             if not item.zero and item.blob_id not in stored and item.blob_id not in self._known
         ]
-        encoded = dict(
-            zip(
-                [item.blob_id for item in to_encode],
-                self._map(lambda item: codecs.encode(self.policy, item.blob_id, item.payload), to_encode),
-                strict=True,
-            )
-        )
+
+        def encode(item: _Encoded) -> tuple[int, bytes, int]:
+            codec, payload = codecs.encode(self.policy, item.blob_id, item.payload)
+            return codec, payload, zlib.crc32(payload)
+
+        encoded = dict(zip([item.blob_id for item in to_encode], self._map(encode, to_encode), strict=True))
         results = [PreparedContent(len(body), [], None) for body in bodies]
         for (number, offset, _chunk), item in zip(pieces, hashed, strict=True):
             if not item.zero and item.blob_id not in self._known:
@@ -159,14 +175,19 @@ class ContentBuilder:
                 if item.blob_id in stored:
                     self._reused.append(item.blob_id)
                 else:
-                    codec, payload = encoded[item.blob_id]
-                    self.writer.append(item.blob_id, codec, item.length, payload, owner=self.owner)
+                    codec, payload, crc = encoded[item.blob_id]
+                    self.writer.append(
+                        item.blob_id, codec, item.length, payload, owner=self.owner, payload_crc=crc
+                    )
             results[number].extents.append(Extent(offset, item.length, None if item.zero else item.blob_id))
-        for result, body in zip(results, bodies, strict=True):
+        for number, (result, body) in enumerate(zip(results, bodies, strict=True)):
             if len(body) > self.chunk_size:
                 continue  # a whole-file digest would cost a pass over a large body: left unknown
             only = result.extents[0] if result.extents else None
-            if only is not None and only.blob_id is not None and not self.policy.encrypted:
+            given = digests[number] if digests is not None else None
+            if given is not None:
+                result.digest = given
+            elif only is not None and only.blob_id is not None and not self.policy.encrypted:
                 result.digest = only.blob_id  # one plain blob: its id is the BLAKE3 of the body
             else:
                 result.digest = blake3.blake3(body).digest()
@@ -206,6 +227,14 @@ class ContentBuilder:
         self._reused = []
         self._known = set()
         return result
+
+
+def _all_zero(chunk: bytes) -> bool:
+    """A hole; cheap for data (a DICOM file's zero preamble ends at byte 128)."""
+    if chunk[:1] != b"\0" or chunk[-1:] != b"\0":
+        return False
+    head = chunk[:4096]
+    return head == bytes(len(head)) and chunk == bytes(len(chunk))
 
 
 def _chunks(

@@ -7,6 +7,7 @@ different file.
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -58,6 +59,14 @@ def is_within(path: tuple[str, ...], prefix: tuple[str, ...]) -> bool:
     return path[: len(prefix)] == prefix
 
 
-def local_file_uri(path: Path | str) -> str:
-    """The URI of a file on this host (``file://host/abs/path``): where an import came from."""
-    return f"file://{socket.gethostname()}{Path(path).resolve()}"
+def local_file_uri(path: Path | str, resolved_dirs: dict[str, str] | None = None) -> str:
+    """The URI of a file on this host (``file://host/abs/path``, symbolic links resolved): where an
+    import came from. ``resolved_dirs`` caches directories already resolved, for many files of a
+    few directories (a symbolic link as the file itself is still followed)."""
+    if resolved_dirs is None or os.path.islink(path):
+        return f"file://{socket.gethostname()}{Path(path).resolve()}"
+    directory, name = os.path.split(os.path.abspath(path))
+    real = resolved_dirs.get(directory)
+    if real is None:
+        real = resolved_dirs[directory] = f"file://{socket.gethostname()}{Path(directory).resolve()}"
+    return f"{real.rstrip('/')}/{name}"

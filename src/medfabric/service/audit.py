@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -68,30 +69,17 @@ class AuditWriter:
         return self._key
 
     def __call__(self, event: AccessEvent) -> None:
-        volume = event.audited_volume
-        if volume is not None and (not volume.audited or not selected(volume.audit_ops, event.operation)):
-            return
-        outcome = "denied" if event.outcome == "denied" else "allowed"
-        detail = f"failed: {event.detail}" if event.outcome == "failed" else (event.detail or None)
-        fields: dict[str, object] = {
-            "time_us": event.time_us if event.time_us is not None else event.time_ms * 1000,
-            "principal": event.principal,
-            "client_address": event.client,
-            "interface": event.interface,
-            "operation": event.operation,
-            "outcome": outcome,
-            "volume": event.volume,
-            "path": event.path,
-            "file_id": event.file_id,
-            "patient_id": event.patient_id,
-            "study_instance_uid": event.study_uid,
-            "series_instance_uid": event.series_uid,
-            "sop_instance_uid": event.sop_uid,
-            "detail": detail,
-        }
+        self.record_many([event])
+
+    def record_many(self, events: Sequence[AccessEvent]) -> None:
+        """Record ``events`` (those their volume's audit settings select) durably, in one transaction
+        with whatever other threads are recording; raises if they could not be written."""
         ticket = _Ticket()
+        queued = [(fields, is_data, ticket) for fields, is_data in map(_fields, events) if fields]
+        if not queued:
+            return
         with self._queue_lock:
-            self._queue.append((fields, volume is not None, ticket))
+            self._queue.extend(queued)
         with self._commit_lock:
             if not ticket.done:
                 self._commit()
@@ -105,6 +93,14 @@ class AuditWriter:
             return
         try:
             key = self.key
+            if not any(is_data for _f, is_data, _t in batch):
+                # management events only: recorded when cluster auditing is on, which is rare, so
+                # look before opening a write transaction (and an fsync) for nothing
+                with self.engines.catalog.read() as conn:
+                    master, cluster = _flags(conn)
+                if not (master and cluster):
+                    _batch_done(batch, None)
+                    return
             with self.engines.catalog.write(durable=self.durable) as conn:
                 master, cluster = _flags(conn)
                 wanted = [fields for fields, is_data, _t in batch if master and (is_data or cluster)]
@@ -112,10 +108,42 @@ class AuditWriter:
             if head is not None:
                 log.write_anchor(self.engines.config.home / ANCHOR_FILE, head)
         except Exception as error:  # noqa: BLE001 - every waiter must hear of it, whatever it is
-            for _fields, _is_data, ticket in batch:
-                ticket.error = error
-        for _fields, _is_data, ticket in batch:
-            ticket.done = True
+            _batch_done(batch, error)
+            return
+        _batch_done(batch, None)
+
+
+def _batch_done(batch: list[tuple[dict[str, object], bool, _Ticket]], error: Exception | None) -> None:
+    for _fields, _is_data, ticket in batch:
+        ticket.error = error
+        ticket.done = True
+
+
+def _fields(event: AccessEvent) -> tuple[dict[str, object] | None, bool]:
+    """The record's columns (None: the volume's audit settings leave the event out), and whether it
+    is a data access (else a management operation, recorded when cluster auditing is on)."""
+    volume = event.audited_volume
+    if volume is not None and (not volume.audited or not selected(volume.audit_ops, event.operation)):
+        return None, True
+    outcome = "denied" if event.outcome == "denied" else "allowed"
+    detail = f"failed: {event.detail}" if event.outcome == "failed" else (event.detail or None)
+    fields: dict[str, object] = {
+        "time_us": event.time_us if event.time_us is not None else event.time_ms * 1000,
+        "principal": event.principal,
+        "client_address": event.client,
+        "interface": event.interface,
+        "operation": event.operation,
+        "outcome": outcome,
+        "volume": event.volume,
+        "path": event.path,
+        "file_id": event.file_id,
+        "patient_id": event.patient_id,
+        "study_instance_uid": event.study_uid,
+        "series_instance_uid": event.series_uid,
+        "sop_instance_uid": event.sop_uid,
+        "detail": detail,
+    }
+    return fields, volume is not None
 
 
 class _Ticket:

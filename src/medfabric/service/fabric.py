@@ -13,7 +13,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -359,33 +359,55 @@ class Fabric:
             raise
         finally:
             if self.engines.listeners:
-                event = AccessEvent(
-                    self.clock.now_ms(),
-                    self.principal.name,
-                    self.interface,
-                    self.client,
-                    operation,
-                    outcome,
-                    note.path,
-                    note.volume,
-                    note.detail,
-                    note.patient_id,
-                    note.study_uid,
-                    note.series_uid,
-                    note.sop_uid,
-                    note.file_id,
-                    note.target_volume,
-                    self.clock.now_ns() // 1000,
-                )
+                event = self._event(operation, outcome, note)
                 for listener in self.engines.listeners:
                     listener(event)
 
-    def record_access(self, operation: str, path: str, volume: Volume, **identifiers: str | None) -> None:
-        """Report one allowed access that happened inside a larger operation (a file of a batch)."""
-        with self.access(operation, path) as note:
-            note.target(volume)
-            for name, value in identifiers.items():
-                setattr(note, name, value)
+    def record_accesses(self, operation: str, accesses: Sequence[tuple[AccessNote, str]]) -> None:
+        """Report many accesses of one larger operation (the instances of an ingest batch), each
+        ``(note, outcome)`` with outcome "allowed", "denied" or "failed", in one go: a listener with
+        ``record_many`` (the audit writer) records them in one transaction."""
+        listeners = self.engines.listeners
+        if not listeners or not accesses:
+            return
+        events = [self._event(operation, outcome, note) for note, outcome in accesses]
+        for listener in listeners:
+            many = getattr(listener, "record_many", None)
+            if many is not None:
+                many(events)
+                continue
+            for event in events:
+                listener(event)
+
+    def _event(self, operation: str, outcome: str, note: AccessNote) -> AccessEvent:
+        return AccessEvent(
+            self.clock.now_ms(),
+            self.principal.name,
+            self.interface,
+            self.client,
+            operation,
+            outcome,
+            note.path,
+            note.volume,
+            note.detail,
+            note.patient_id,
+            note.study_uid,
+            note.series_uid,
+            note.sop_uid,
+            note.file_id,
+            note.target_volume,
+            self.clock.now_ns() // 1000,
+        )
+
+    @staticmethod
+    def data_note(path: str, volume: Volume, **identifiers: str | None) -> AccessNote:
+        """The note of one access to data in ``volume`` inside a larger operation (a file of a
+        batch), for ``record_accesses``."""
+        note = AccessNote(path)
+        note.target(volume)
+        for name, value in identifiers.items():
+            setattr(note, name, value)
+        return note
 
     def _on_bad_replica(self, pack_id: str, location_id: int, reason: str) -> None:
         with contextlib.suppress(Exception), self.catalog.write() as conn:

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from medfabric.catalog.schema import doc_tables
 from medfabric.docdb import DocumentTable, IndexInfo
 from medfabric.docdb.conditions import condition_from_text
+from medfabric.docdb.documents import EncodedDocument
 from medfabric.errors import Conflict, InvalidInput, NotFound
 from medfabric.fs.model import KIND_TABLE, Entry
 from medfabric.fs.namespace import load_mounts
@@ -240,7 +241,9 @@ class TableService:
             check_writable(located.volume)
             return getattr(table, operation)(conn, *args, **kwargs)
 
-    def upsert_documents(self, conn: Connection, path: str, documents: Iterable[Mapping[str, Any]]) -> int:
+    def upsert_documents(
+        self, conn: Connection, path: str, documents: Iterable[Mapping[str, Any] | EncodedDocument]
+    ) -> int:
         """Insert or replace documents by _id inside the caller's transaction, creating the table
         if it does not exist (for ingest, which writes them with the files they describe)."""
         try:

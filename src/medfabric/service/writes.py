@@ -59,6 +59,7 @@ class NewFile:
     mtime_ns: int | None = None
     tag: object = None
     source: str | None = None  # where it came from (file://host/path, dicom://AE@host): its lineage
+    digest: bytes | None = None  # BLAKE3 of ``data``, if the caller computed it from these bytes
 
 
 # Runs inside a batch's transaction with the files it placed: (connection, [(file, its stat)]).
@@ -371,7 +372,9 @@ class FileWrites:
         fabric = self.fabric
         volume = batch[0][1].volume
         builder = self._builder(volume)
-        prepared = builder.add_bytes_many([item.data for item, _located in batch])
+        prepared = builder.add_bytes_many(
+            [item.data for item, _located in batch], [item.digest for item, _located in batch]
+        )
         built = builder.flush()
         try:
             with fabric.catalog.write() as conn:
@@ -421,8 +424,9 @@ class FileWrites:
             raise
         result.written.extend(stat for _item, stat in written)
         if volume.audited:
-            for _item, stat in written:
-                fabric.record_access("write", stat.path, volume)
+            fabric.record_accesses(
+                "write", [(fabric.data_note(stat.path, volume), "allowed") for _i, stat in written]
+            )
 
     def _prefetch_targets(
         self,

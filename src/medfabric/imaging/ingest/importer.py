@@ -1,9 +1,10 @@
 """Bulk import of local files: walk the paths, parse in worker processes, ingest in batches.
 
 pydicom is pure Python, so parsing runs in a pool of processes (one per core) that read each file,
-parse and validate its header and hash it, and send back only the parse (never the bytes). The main
-process reads the bytes again, checks they are the ones parsed (size and header), and hands batches
-of a few hundred instances to the pipeline, while the workers parse ahead. Resumable by design: the
+parse and validate its header, and send back only the parse (never the bytes). The main process
+reads the bytes again, checks they are the ones parsed (size and header; the pipeline hashes what
+it stores itself) and hands batches of a few hundred instances to the pipeline, while the workers
+parse ahead. Resumable by design: the
 pipeline is idempotent by SOP Instance UID. It never writes to the fabric except through ``ingest``.
 """
 
@@ -19,11 +20,12 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from medfabric.errors import NotFound
 from medfabric.fs.paths import local_file_uri
+from medfabric.imaging.ingest.metadata import with_attributes_text
 from medfabric.imaging.ingest.model import (
     NOT_FOUND,
     UNREADABLE,
@@ -33,7 +35,7 @@ from medfabric.imaging.ingest.model import (
     ParsedInstance,
     Rejection,
 )
-from medfabric.imaging.ingest.parse import parse_instance, parse_prefix, with_digest
+from medfabric.imaging.ingest.parse import parse_instance, parse_prefix
 
 Ingest = Callable[[list[IngestItem]], IngestReport]
 Progress = Callable[[int, int], None]  # (files done, bytes done)
@@ -89,13 +91,14 @@ def import_files(
             progress(counted[0], counted[1])
 
     writer = _BatchWriter(ingest, done)
+    resolved_dirs: dict[str, str] = {}
     batch: list[IngestItem] = []
     batch_size = 0
     try:
         for parsed in _parse_all(files, workers):
             if writer.failed.is_set():
                 break
-            item_or_outcome = _item(parsed)
+            item_or_outcome = _item(parsed, resolved_dirs)
             if isinstance(item_or_outcome, IngestOutcome):
                 report.outcomes.append(item_or_outcome)
                 done(IngestReport([item_or_outcome]), 0)
@@ -170,7 +173,7 @@ class _BatchWriter:
                 self.failed.set()
 
 
-def _item(parsed: _Parsed) -> IngestItem | IngestOutcome:
+def _item(parsed: _Parsed, resolved_dirs: dict[str, str]) -> IngestItem | IngestOutcome:
     """The item to ingest (bytes read here), or the outcome of a file refused already."""
     if isinstance(parsed.outcome, Rejection):
         return IngestOutcome(parsed.path, "rejected", parsed.outcome.reason, parsed.outcome.message)
@@ -179,10 +182,11 @@ def _item(parsed: _Parsed) -> IngestItem | IngestOutcome:
     except OSError as error:
         return IngestOutcome(parsed.path, "rejected", NOT_FOUND, f"cannot be read: {error.strerror}")
     outcome = parsed.outcome
+    origin = local_file_uri(parsed.path, resolved_dirs)
     if len(data) != outcome.size or not data.startswith(parsed.header):
         # it changed since it was parsed: the pipeline parses again
-        return IngestItem(data, parsed.path, origin=local_file_uri(parsed.path))
-    return IngestItem(data, parsed.path, with_digest(outcome, data), origin=local_file_uri(parsed.path))
+        return IngestItem(data, parsed.path, origin=origin)
+    return IngestItem(data, parsed.path, outcome, origin=origin)
 
 
 def _parse_all(files: list[Path], workers: int | None) -> Iterator[_Parsed]:
@@ -243,6 +247,10 @@ def parse_files(paths: list[str]) -> list[_Parsed]:
         except OSError as error:
             results.append(_Parsed(path, Rejection(UNREADABLE, f"cannot be read: {error.strerror}"), b""))
             continue
-        header = data[: outcome.header_length] if isinstance(outcome, ParsedInstance) else b""
+        header = b""
+        if isinstance(outcome, ParsedInstance):
+            # the digest is the main process's to compute, from the bytes it stores
+            header = data[: outcome.header_length]
+            outcome = with_attributes_text(replace(outcome, digest=b""))
         results.append(_Parsed(path, outcome, header))
     return results

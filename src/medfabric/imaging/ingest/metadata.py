@@ -6,11 +6,14 @@ other attribute of the data set under its DICOM keyword (``attributes.py``). Pur
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydicom.dataset import Dataset
 
+from medfabric.docdb.documents import EncodedDocument, encode_body
+from medfabric.errors import InvalidInput
 from medfabric.imaging.ingest.model import ParsedInstance
 
 HOT_FIELDS = (
@@ -67,6 +70,41 @@ def metadata_document(dataset: Dataset | ParsedInstance, placement: Placement) -
         version=placement.version,
         ingested_at=placement.ingested_at,
     )
-    for key, value in parsed.attributes.items():
+    attributes = parsed.attributes
+    if not attributes and parsed.attributes_text:
+        attributes = json.loads(parsed.attributes_text)
+    for key, value in attributes.items():
         document.setdefault(key, value)
     return document
+
+
+def with_attributes_text(parsed: ParsedInstance) -> ParsedInstance:
+    """``parsed`` carrying its attributes as JSON text instead of a dict: a parsing worker does the
+    encoding, and sends the main process a string, which is much cheaper to pass than the dict."""
+    own = set(HOT_FIELDS)
+    try:
+        text = encode_body({key: value for key, value in parsed.attributes.items() if key not in own})
+    except InvalidInput:
+        return parsed  # the main process reports it
+    return replace(parsed, attributes={}, attributes_text=text)
+
+
+def metadata_encoded(parsed: ParsedInstance, placement: Placement) -> EncodedDocument:
+    """``metadata_document`` in stored form, equal to encoding it, spliced from the attributes'
+    JSON text when a worker made it (no dict to build and encode on the ingest path)."""
+    if parsed.attributes_text is None:
+        document = metadata_document(parsed, placement)
+        doc_id = document.pop("_id")
+        return EncodedDocument(doc_id, encode_body(document))
+    fields = parsed.fields()
+    head: dict[str, Any] = {key: fields.get(key) for key in HOT_FIELDS}
+    head.update(
+        path=placement.path,
+        volume=placement.volume,
+        version=placement.version,
+        ingested_at=placement.ingested_at,
+    )
+    body = encode_body(head)
+    if parsed.attributes_text != "{}":
+        body = f"{body[:-1]},{parsed.attributes_text[1:]}"
+    return EncodedDocument(document_id(parsed.sop_instance_uid, placement.version), body)

@@ -30,7 +30,8 @@ class ParsedInstance:
     """What ingest needs from one Part 10 file, read without its pixel data.
 
     Attribute values are as pydicom decodes them (trailing padding stripped); a missing or empty
-    attribute is None. ``attributes`` is the file's data set as plain JSON (see ``attributes.py``).
+    attribute is None. ``attributes`` is the file's data set as plain JSON (see ``attributes.py``),
+    or ``attributes_text`` that as JSON text.
     """
 
     sop_instance_uid: str
@@ -57,6 +58,9 @@ class ParsedInstance:
     body_part_examined: str | None = None
     instance_number: int | None = None
     attributes: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # ``attributes`` as JSON text, less the metadata document's own fields, made by a parsing worker
+    # (``metadata.with_attributes_text``); when set, ``attributes`` is left empty
+    attributes_text: str | None = field(default=None, compare=False, repr=False)
 
     def fields(self) -> dict[str, Any]:
         """The instance under the field names that routing rules, `dicom find` and the metadata

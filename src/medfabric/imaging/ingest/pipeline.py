@@ -19,13 +19,20 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from medfabric.errors import Conflict, InvalidInput, MedfabricError, NotEmpty, NotFound
+from medfabric.errors import (
+    Conflict,
+    InvalidInput,
+    MedfabricError,
+    NotEmpty,
+    NotFound,
+    PermissionDenied,
+)
 from medfabric.fs.model import FileStat, Volume
 from medfabric.fs.namespace import MountTable, load_mounts
 from medfabric.fs.paths import split_path
 from medfabric.imaging import index
 from medfabric.imaging.ingest.events import IngestEvent, publish
-from medfabric.imaging.ingest.metadata import Placement, metadata_document
+from medfabric.imaging.ingest.metadata import Placement, metadata_encoded
 from medfabric.imaging.ingest.model import (
     CONFLICT,
     PATH_CONFLICT,
@@ -39,6 +46,7 @@ from medfabric.imaging.ingest.model import (
 from medfabric.imaging.ingest.parse import parse_instance, with_digest
 from medfabric.imaging.ingest.placement import instance_path
 from medfabric.imaging.ingest.routing import Route, choose_volume, parse_routes
+from medfabric.service.fabric import AccessNote
 from medfabric.service.writes import NewFile
 
 if TYPE_CHECKING:
@@ -84,6 +92,7 @@ class _Plan:
     item: IngestItem
     parsed: ParsedInstance
     volume: Volume
+    path: str
     version: int = 1
     ingested_at: int = 0
     stale_ids: tuple[int, ...] = ()  # index rows whose files are gone, replaced by this one
@@ -117,7 +126,12 @@ class IngestPipeline:
         pending: list[tuple[int, IngestItem, ParsedInstance, Volume]] = []
         identified: dict[int, ParsedInstance] = {}
         for position, item in enumerate(items):
-            parsed = with_digest(item.parsed, item.data) if item.parsed else parse_instance(item.data)
+            # the digest is always computed here, from the bytes stored: it is also their blob id
+            parsed = (
+                with_digest(replace(item.parsed, digest=b""), item.data)
+                if item.parsed
+                else parse_instance(item.data)
+            )
             if isinstance(parsed, Rejection):
                 run.outcomes[position] = IngestOutcome(item.source, "rejected", parsed.reason, parsed.message)
                 continue
@@ -142,7 +156,7 @@ class IngestPipeline:
         ordered = [
             _identify(run.outcomes[position], identified.get(position)) for position in sorted(run.outcomes)
         ]
-        self._audit(ordered)
+        self._audit(ordered, mounts)
         return IngestReport(ordered, time.perf_counter() - started)
 
     # -- routing --
@@ -185,10 +199,11 @@ class IngestPipeline:
         for group in by_volume.values():
             files = [
                 NewFile(
-                    instance_path(str(plan.volume.mount_path), plan.parsed, plan.version),
+                    plan.path,
                     plan.item.data,
                     tag=plan,
                     source=plan.item.origin,
+                    digest=plan.parsed.digest,
                 )
                 for plan in group
             ]
@@ -295,7 +310,7 @@ class IngestPipeline:
                 continue
             stale = tuple(r.id for r in rows if not r.live) if not batch[uid] else ()
             batch[uid].append((parsed.digest, version, path, target.name))
-            plans.append(_Plan(position, item, parsed, target, version, now, stale))
+            plans.append(_Plan(position, item, parsed, target, path, version, now, stale))
         return plans
 
     def _hook(self, conn: Connection, written: list[tuple[NewFile, FileStat]]) -> None:
@@ -314,7 +329,7 @@ class IngestPipeline:
             )
             if self.settings.metadata_table:
                 placement = Placement(plan.volume.name, stat.path, plan.version, plan.ingested_at)
-                documents.append(metadata_document(plan.parsed, placement))
+                documents.append(metadata_encoded(plan.parsed, placement))
         now = self.fabric.clock.now_ms()
         if stale:
             index.refresh_counts(conn, index.delete_instances(conn, stale), now)
@@ -324,26 +339,35 @@ class IngestPipeline:
 
     # -- audit --
 
-    def _audit(self, outcomes: list[IngestOutcome]) -> None:
-        """One access record per instance (HIPAA wants every access), whatever became of it."""
+    def _audit(self, outcomes: list[IngestOutcome], mounts: MountTable) -> None:
+        """One access record per instance (HIPAA wants every access), whatever became of it, all of
+        the batch's in one audit transaction. A stored or duplicate instance is data of its volume
+        (the volume's audit settings apply); a refused one, a management event."""
         fabric = self.fabric
         if not fabric.engines.listeners:
             return
+        accesses: list[tuple[AccessNote, str]] = []
         for outcome in outcomes:
-            try:
-                with fabric.access("dicom ingest", outcome.path) as note:
-                    note.volume = outcome.volume
-                    note.sop_uid = outcome.sop_uid
-                    note.patient_id = outcome.patient_id
-                    note.study_uid = outcome.study_uid
-                    note.series_uid = outcome.series_uid
-                    note.detail = f"{outcome.status} from {outcome.source}"
-                    if outcome.status in ("rejected", "failed"):
-                        raise outcome.error or InvalidInput(
-                            f"{outcome.reason}: {outcome.message} (from {outcome.source})"
-                        )
-            except MedfabricError:
-                pass
+            note = AccessNote(outcome.path)
+            target = mounts.by_name.get(outcome.volume) if outcome.volume else None
+            if target is not None and outcome.status in ("stored", "duplicate"):
+                note.target(target)
+            else:
+                note.volume = outcome.volume
+            note.sop_uid = outcome.sop_uid
+            note.patient_id = outcome.patient_id
+            note.study_uid = outcome.study_uid
+            note.series_uid = outcome.series_uid
+            note.detail = f"{outcome.status} from {outcome.source}"
+            verdict = "allowed"
+            if outcome.status in ("rejected", "failed"):
+                error = outcome.error or InvalidInput(
+                    f"{outcome.reason}: {outcome.message} (from {outcome.source})"
+                )
+                verdict = "denied" if isinstance(error, PermissionDenied) else "failed"
+                note.detail = error.message if verdict == "denied" else f"{error.code}: {error.message}"
+            accesses.append((note, verdict))
+        fabric.record_accesses("dicom ingest", accesses)
 
 
 def _lost_race(error: sa.exc.DBAPIError) -> bool:
