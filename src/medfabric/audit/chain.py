@@ -26,7 +26,7 @@ import hmac
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 
 from medfabric.errors import IntegrityError, InvalidInput
@@ -101,7 +101,8 @@ class AuditRecord:
         return _EPOCH + timedelta(microseconds=self.time_us)
 
     def canonical_bytes(self) -> bytes:
-        document: dict[str, object] = {"v": FORMAT_VERSION, **asdict(self)}
+        document: dict[str, object] = {"v": FORMAT_VERSION}
+        document.update((field.name, getattr(self, field.name)) for field in _FIELDS)  # all scalars
         document["interface"] = self.interface.value
         document["outcome"] = self.outcome.value
         return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
@@ -130,11 +131,17 @@ def utc_now_us() -> int:
     return (datetime.now(UTC) - _EPOCH) // timedelta(microseconds=1)
 
 
-def chain_hash(prev_hash: bytes, record: AuditRecord, *, key: bytes | None) -> bytes:
-    """The link for ``record`` after ``prev_hash`` (keyed HMAC-SHA256, or SHA-256 with ``key=None``)."""
+_FIELDS = fields(AuditRecord)
+
+
+def chain_hash(
+    prev_hash: bytes, record: AuditRecord, *, key: bytes | None, canonical: bytes | None = None
+) -> bytes:
+    """The link for ``record`` after ``prev_hash`` (keyed HMAC-SHA256, or SHA-256 with ``key=None``);
+    ``canonical``: ``record.canonical_bytes()``, if the caller has them already."""
     if len(prev_hash) != HASH_SIZE:
         raise InvalidInput(f"previous audit hash must be {HASH_SIZE} bytes, got {len(prev_hash)}")
-    message = _DOMAIN + prev_hash + record.canonical_bytes()
+    message = _DOMAIN + prev_hash + (canonical if canonical is not None else record.canonical_bytes())
     if key is None:
         return hashlib.sha256(message).digest()
     if len(key) < MIN_KEY_SIZE:

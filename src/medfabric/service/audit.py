@@ -164,15 +164,20 @@ def _durability(engines: Engines) -> str:
     return str(value or "commit")
 
 
-_FLAGS = sa.union_all(
-    sa.select(config_values.c.key, config_values.c.value).where(config_values.c.key == MASTER_SWITCH),
-    sa.select(meta.c.key, meta.c.value).where(meta.c.key == CLUSTER_FLAG),
-)
-
-
 def _flags(conn: Connection) -> tuple[bool, bool]:
-    """(the master switch, cluster auditing), in one statement."""
-    found = {str(key): str(value) for key, value in conn.execute(_FLAGS)}
+    """(the master switch, cluster auditing), in one statement straight to the driver: this runs
+    for every audited access."""
+    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(
+            f"SELECT key, value FROM {config_values.name} WHERE key = {mark} "
+            f"UNION ALL SELECT key, value FROM {meta.name} WHERE key = {mark}",
+            (MASTER_SWITCH, CLUSTER_FLAG),
+        )
+        found = {str(key): str(value) for key, value in cursor.fetchall()}
+    finally:
+        cursor.close()
     return found.get(MASTER_SWITCH) == "1", found.get(CLUSTER_FLAG) == "1"
 
 
