@@ -9,6 +9,7 @@ cannot be written, the operation fails rather than go unrecorded.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from medfabric.audit import log
+from medfabric import alarms as alarm_rows
+from medfabric.audit import journal, log
 from medfabric.audit.chain import AuditRecord, VerifyResult, verify_chain
 from medfabric.audit.fhir import to_bundle
 from medfabric.catalog.schema import audit_log, config_values, meta
-from medfabric.errors import InvalidInput
+from medfabric.errors import InvalidInput, Unavailable
 from medfabric.fs import volumes as volume_rows
 from medfabric.fs.model import Volume
 from medfabric.security.keys import read_secret
@@ -34,6 +36,8 @@ MASTER_SWITCH = "mfs.enable.audit.log"
 DURABILITY = "mfs.audit.durability"
 CLUSTER_FLAG = "audit.cluster"
 ANCHOR_FILE = "audit.anchor"
+JOURNAL_DIR = "audit-journal"
+JOURNAL_MARK = "audit.journal."  # + a journal's name: how far the log holds it
 AUDIT_KEY_FILE = "keys/audit.key"
 
 
@@ -50,73 +54,237 @@ def selected(audit_ops: str, operation: str) -> bool:
 class AuditWriter:
     """The access listener that writes audit records, one per fabric process.
 
-    Group commit: concurrent operations' records share one transaction (one fsync); each caller
-    returns only once a transaction holding its record has committed.
+    A record is durable in this process's journal (``medfabric.audit.journal``) before the access
+    returns: concurrent accesses share one ``fdatasync`` (group commit). A background thread moves
+    journaled records into the chained log in the catalog every ``DRAIN_SECONDS`` (one transaction
+    for all of them, with the journal's mark); readers of the log call ``flush`` first. With
+    ``mfs.audit.durability`` "process" the journal is written but not synced: records survive a
+    crash of the process, not of the machine.
     """
 
-    def __init__(self, engines: Engines) -> None:
+    DRAIN_SECONDS = 0.05
+    ROTATE_BYTES = 64 * 1024 * 1024
+
+    def __init__(self, engines: Engines, *, background: bool = True) -> None:
         self.engines = engines
-        self._key: bytes | None = None
-        self._queue: list[tuple[dict[str, object], bool, _Ticket]] = []
-        self._queue_lock = threading.Lock()
-        self._commit_lock = threading.Lock()
+        self.directory = engines.config.home / JOURNAL_DIR
         self.durable = _durability(engines) != "process"
+        self._key: bytes | None = None
+        self._journal: journal.Journal | None = None
+        self._retired: list[journal.Journal] = []  # rotated out: removed once drained
+        self._lock = threading.Lock()  # the journal: appends, rotation
+        self._sync_lock = threading.Lock()  # one fdatasync at a time; later waiters ride along
+        self._synced = 0  # (journal generation, offset) encoded as an int: see _position
+        self._generation = 0
+        self._pending: list[tuple[str, int, dict[str, object], bool]] = []  # journal, end, fields, data?
+        self._drain_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._drain_seconds = self.DRAIN_SECONDS if background else None
+        self._thread: threading.Thread | None = None
+        self.recovered = self._recover()
 
     @property
     def key(self) -> bytes:
         if self._key is None:
-            self._key = read_secret(self.engines.config.home / AUDIT_KEY_FILE, "audit key")
+            self._key = audit_key(self.engines)
         return self._key
 
     def __call__(self, event: AccessEvent) -> None:
         self.record_many([event])
 
     def record_many(self, events: Sequence[AccessEvent]) -> None:
-        """Record ``events`` (those their volume's audit settings select) durably, in one transaction
-        with whatever other threads are recording; raises if they could not be written."""
-        ticket = _Ticket()
-        queued = [(fields, is_data, ticket) for fields, is_data in map(_fields, events) if fields]
-        if not queued:
+        """Record ``events`` (those the audit settings select); durable when this returns. Raises if
+        they could not be written: the operation then fails rather than go unrecorded."""
+        wanted = [(fields, is_data) for fields, is_data in map(_fields, events) if fields]
+        if not wanted:
             return
-        with self._queue_lock:
-            self._queue.extend(queued)
-        with self._commit_lock:
-            if not ticket.done:
-                self._commit()
-        if ticket.error is not None:
-            raise ticket.error
-
-    def _commit(self) -> None:
-        with self._queue_lock:
-            batch, self._queue = self._queue, []
-        if not batch:
-            return
-        try:
-            key = self.key
-            if not any(is_data for _f, is_data, _t in batch):
-                # management events only: recorded when cluster auditing is on, which is rare, so
-                # look before opening a write transaction (and an fsync) for nothing
-                with self.engines.catalog.read() as conn:
-                    master, cluster = _flags(conn)
-                if not (master and cluster):
-                    _batch_done(batch, None)
-                    return
-            with self.engines.catalog.write(durable=self.durable) as conn:
+        if not any(is_data for _f, is_data in wanted):
+            # management events only: recorded when cluster auditing is on, which is rare, so look
+            # before writing (and syncing) anything
+            with self.engines.catalog.read() as conn:
                 master, cluster = _flags(conn)
-                wanted = [fields for fields, is_data, _t in batch if master and (is_data or cluster)]
-                head = log.append_many(conn, wanted, key=key)
-            if head is not None:
-                log.write_anchor(self.engines.config.home / ANCHOR_FILE, head)
-        except Exception as error:  # noqa: BLE001 - every waiter must hear of it, whatever it is
-            _batch_done(batch, error)
+            if not (master and cluster):
+                return
+        key = self.key
+        with self._lock:
+            if self._closed:
+                raise Unavailable("the audit trail is closed")
+            target = self._journal
+            if target is None or target.end >= self.ROTATE_BYTES:
+                if target is not None:
+                    self._retired.append(target)
+                target = self._journal = journal.Journal(self.directory, key)
+                self._generation += 1
+            for fields, is_data in wanted:
+                end = target.append(fields)
+                self._pending.append((target.name, end, fields, is_data))
+            position = self._position(end)
+        if self.durable:
+            self._sync(position)
+        self._start()
+
+    def _position(self, end: int) -> int:
+        return (self._generation << 48) | end
+
+    def _sync(self, position: int) -> None:
+        with self._sync_lock:
+            if self._synced >= position:
+                return  # another thread's fdatasync covered this record
+            with self._lock:
+                target, now = self._journal, self._position(self._journal.end if self._journal else 0)
+                retired = list(self._retired)
+            for old in retired:
+                old.sync()
+            if target is not None:
+                target.sync()
+            self._synced = now
+
+    # -- into the chained log --
+
+    def _start(self) -> None:
+        if self._thread is None and self._drain_seconds is not None:
+            with self._lock:
+                if self._thread is None and not self._closed:
+                    self._thread = threading.Thread(target=self._run, name="medfabric-audit", daemon=True)
+                    self._thread.start()
+
+    def _run(self) -> None:
+        assert self._drain_seconds is not None
+        while not self._closed:
+            self._wake.wait(self._drain_seconds)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception as error:  # noqa: BLE001 - the records stay journaled; the next round retries
+                _raise_alarm(self.engines, f"cannot move audit records into the log: {error}")
+
+    def flush(self) -> None:
+        """Move every record journaled so far into the chained log (readers of the log call this)."""
+        with self._drain_lock:
+            with self._lock:
+                batch, self._pending = self._pending, []
+                retired = list(self._retired)  # no longer appended to: all their records are in batch
+            if not batch and not retired:
+                return
+            try:
+                if batch:
+                    self._append(batch)
+            except BaseException:
+                with self._lock:
+                    self._pending[:0] = batch
+                raise
+            with self._sync_lock:  # not while a sync may still be flushing it
+                for old in retired:
+                    with self._lock:
+                        self._retired.remove(old)
+                    old.close(remove=True)
+            for old in retired:
+                _forget_mark(self.engines, old.name)
+
+    def _append(self, batch: list[tuple[str, int, dict[str, object], bool]]) -> None:
+        marks: dict[str, int] = {}
+        for name, end, _fields, _is_data in batch:
+            marks[name] = max(marks.get(name, 0), end)
+        with self.engines.catalog.write() as conn:
+            master, cluster = _flags(conn)
+            wanted = [fields for _n, _e, fields, is_data in batch if master and (is_data or cluster)]
+            head = log.append_many(conn, wanted, key=self.key)
+            for name, end in marks.items():
+                _set_mark(conn, name, end)
+        if head is not None:
+            log.write_anchor(self.engines.config.home / ANCHOR_FILE, head)
+
+    def close(self) -> None:
+        """Drain what is journaled and stop; the journal file goes once the log holds it all."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - left journaled: the next process to open the fabric replays it
+            for held in [*self._retired, *([self._journal] if self._journal else [])]:
+                held.close(remove=False)
             return
-        _batch_done(batch, None)
+        for held in [*self._retired, *([self._journal] if self._journal else [])]:
+            held.close(remove=True)
+            _forget_mark(self.engines, held.name)
+        self._retired, self._journal = [], None
+
+    # -- after a crash --
+
+    def _recover(self) -> int:
+        """Replay the journals whose writers died into the log; returns how many records it added."""
+        added = 0
+        for path in journal.journals(self.directory):
+            with journal.orphan(path) as orphaned:
+                if not orphaned:
+                    continue
+                name = path.name.removesuffix(journal.SUFFIX)
+                with self.engines.catalog.read() as conn:
+                    start = _mark(conn, name)
+                try:
+                    key = self.key
+                except Unavailable as error:
+                    _raise_alarm(self.engines, f"audit journal {path.name} not replayed: {error.message}")
+                    continue
+                result = journal.read_frames(path, key, 0)
+                frames = [frame for frame in result.frames if frame.offset >= start]
+                if result.damaged:
+                    _raise_alarm(
+                        self.engines,
+                        f"audit journal {path.name} is damaged after offset {result.end}: "
+                        "a torn write, or tampering",
+                    )
+                if frames:
+                    self._append([(name, frame.end, frame.fields, True) for frame in frames])
+                    added += len(frames)
+                path.unlink()
+                _forget_mark(self.engines, name)
+        return added
 
 
-def _batch_done(batch: list[tuple[dict[str, object], bool, _Ticket]], error: Exception | None) -> None:
-    for _fields, _is_data, ticket in batch:
-        ticket.error = error
-        ticket.done = True
+def audit_key(engines: Engines) -> bytes:
+    return read_secret(engines.config.home / AUDIT_KEY_FILE, "audit key")
+
+
+def writer_of(engines: Engines) -> AuditWriter | None:
+    return next((item for item in engines.listeners if isinstance(item, AuditWriter)), None)
+
+
+def flush_audit(engines: Engines) -> None:
+    """Records journaled by this process reach the log before it is read."""
+    writer = writer_of(engines)
+    if writer is not None:
+        writer.flush()
+
+
+def _mark_key(name: str) -> str:
+    return f"{JOURNAL_MARK}{name}"
+
+
+def _mark(conn: Connection, name: str) -> int:
+    value = conn.execute(sa.select(meta.c.value).where(meta.c.key == _mark_key(name))).scalar()
+    return int(value) if value is not None else 0
+
+
+def _set_mark(conn: Connection, name: str, end: int) -> None:
+    conn.execute(meta.delete().where(meta.c.key == _mark_key(name)))
+    conn.execute(meta.insert().values(key=_mark_key(name), value=str(end)))
+
+
+def _forget_mark(engines: Engines, name: str) -> None:
+    with engines.catalog.write() as conn:
+        conn.execute(meta.delete().where(meta.c.key == _mark_key(name)))
+
+
+def _raise_alarm(engines: Engines, message: str) -> None:
+    with contextlib.suppress(Exception), engines.catalog.write() as conn:
+        alarm_rows.raise_alarm(conn, alarm_rows.AUDIT_JOURNAL, "audit", message, engines.clock.now_ms())
 
 
 def _fields(event: AccessEvent) -> tuple[dict[str, object] | None, bool]:
@@ -144,14 +312,6 @@ def _fields(event: AccessEvent) -> tuple[dict[str, object] | None, bool]:
         "detail": detail,
     }
     return fields, volume is not None
-
-
-class _Ticket:
-    __slots__ = ("done", "error")
-
-    def __init__(self) -> None:
-        self.done = False
-        self.error: Exception | None = None
 
 
 def _durability(engines: Engines) -> str:
@@ -247,7 +407,7 @@ class AuditService:
         fabric = self.fabric
         with fabric.access("audit verify"):
             self._require_auditor("verify the audit log")
-            writer = AuditWriter(fabric.engines)
+            flush_audit(fabric.engines)
             anchor = log.read_anchor(fabric.config.home / ANCHOR_FILE)
             mismatched: builtins.list[int] = []
             with fabric.catalog.read() as conn:
@@ -256,7 +416,7 @@ class AuditService:
                 if not item.columns_match:
                     mismatched.append(item.record.seq)
             result = verify_chain(
-                ((item.record, item.stored_hash) for item in stored), anchor, key=writer.key
+                ((item.record, item.stored_hash) for item in stored), anchor, key=audit_key(fabric.engines)
             )
             return AuditCheck(result, tuple(mismatched))
 
@@ -302,6 +462,7 @@ class AuditService:
                 query = query.where(audit_log.c.time_us < until_us)
             if limit is not None:
                 query = query.limit(limit)
+            flush_audit(fabric.engines)
             with fabric.catalog.read() as conn:
                 return [item.record for item in log.stored_records(conn, query)]
 

@@ -97,6 +97,9 @@ class BackupService:
             require_admin(fabric.principal, "back up the catalog")
             if keep is not None and keep < 1:
                 raise InvalidInput("-keep must be at least 1")
+            from medfabric.service.audit import flush_audit
+
+            flush_audit(fabric.engines)  # the copy holds this process's journaled audit records too
             with tempfile.TemporaryDirectory(prefix="catalog-backup-", dir=fabric.config.home) as work:
                 if fabric.catalog.dialect == "sqlite":
                     data, suffix = self._sqlite_copy(Path(work)), SQLITE_SUFFIX

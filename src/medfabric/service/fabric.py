@@ -134,6 +134,10 @@ class Engines:
     ingest_listeners: list[Callable[[Any], None]] = field(default_factory=list)
 
     def close(self) -> None:
+        for listener in self.listeners:  # the audit writer drains its journal into the catalog
+            closing = getattr(listener, "close", None)
+            if closing is not None:
+                closing()
         self.store.close()
         self.pool.shutdown(wait=True)
         self.catalog.close()
