@@ -103,7 +103,7 @@ class AuditWriter:
             # management events only: recorded when cluster auditing is on, which is rare, so look
             # before writing (and syncing) anything
             with self.engines.catalog.read() as conn:
-                master, cluster = _flags(conn)
+                master, cluster, _durable = _flags(conn)
             if not (master and cluster):
                 return
         key = self.key
@@ -187,7 +187,7 @@ class AuditWriter:
         for name, end, _fields, _is_data in batch:
             marks[name] = max(marks.get(name, 0), end)
         with self.engines.catalog.write() as conn:
-            master, cluster = _flags(conn)
+            master, cluster, self.durable = _flags(conn)  # a change of durability applies from here
             wanted = [fields for _n, _e, fields, is_data in batch if master and (is_data or cluster)]
             head = log.append_many(conn, wanted, key=self.key)
             for name, end in marks.items():
@@ -324,21 +324,25 @@ def _durability(engines: Engines) -> str:
     return str(value or "commit")
 
 
-def _flags(conn: Connection) -> tuple[bool, bool]:
-    """(the master switch, cluster auditing), in one statement straight to the driver: this runs
-    for every audited access."""
+def _flags(conn: Connection) -> tuple[bool, bool, bool]:
+    """(the master switch, cluster auditing, durability "commit"), in one statement straight to the
+    driver: this runs for every batch of records."""
     mark = "%s" if conn.dialect.name == "postgresql" else "?"
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(
-            f"SELECT key, value FROM {config_values.name} WHERE key = {mark} "
+            f"SELECT key, value FROM {config_values.name} WHERE key IN ({mark}, {mark}) "
             f"UNION ALL SELECT key, value FROM {meta.name} WHERE key = {mark}",
-            (MASTER_SWITCH, CLUSTER_FLAG),
+            (MASTER_SWITCH, DURABILITY, CLUSTER_FLAG),
         )
         found = {str(key): str(value) for key, value in cursor.fetchall()}
     finally:
         cursor.close()
-    return found.get(MASTER_SWITCH) == "1", found.get(CLUSTER_FLAG) == "1"
+    return (
+        found.get(MASTER_SWITCH) == "1",
+        found.get(CLUSTER_FLAG) == "1",
+        found.get(DURABILITY, "commit") != "process",
+    )
 
 
 @dataclass(frozen=True)
