@@ -98,6 +98,15 @@ def _data_grant(principal: Principal, volume: Volume, op: AccessOp) -> bool:
     return acl.permits(principal, "r") or acl.permits(principal, "w")
 
 
+def volume_read_access(principal: Principal, volume: Volume) -> str:
+    """How ``principal`` may read ``volume``'s data as a whole: "all" (an administrator, or the volume
+    ACL grants r or w), "per-file" (the volume's readAce admits them: each file's ACE or mode then
+    decides), or "none"."""
+    if principal.admin or _data_grant(principal, volume, READ):
+        return "all"
+    return "per-file" if volume_ace(volume, "read").evaluate(principal) else "none"
+
+
 def decide(principal: Principal, volume: Volume, entry: Entry, op: AccessOp) -> tuple[bool, str]:
     if principal.admin:
         return True, "fabric administrator"

@@ -13,8 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.engine import Connection
+
 from medfabric.docdb.conditions import condition_from_text
 from medfabric.errors import InvalidInput, NotFound
+from medfabric.fs import namespace
+from medfabric.fs import volumes as volume_rows
+from medfabric.fs.model import Volume
 from medfabric.imaging import index
 from medfabric.imaging.index import reconcile
 from medfabric.imaging.ingest.importer import Progress, collect_files, import_files
@@ -32,7 +37,7 @@ from medfabric.imaging.ingest.pipeline import (
 )
 from medfabric.imaging.ingest.routing import parse_routes
 from medfabric.imaging.ingest.watcher import DropFolder, watch
-from medfabric.service.access import require_admin
+from medfabric.service.access import READ, decide, require_admin, volume_read_access
 
 if TYPE_CHECKING:
     from medfabric.service.fabric import Fabric
@@ -173,9 +178,46 @@ class DicomService:
     ) -> list[dict[str, Any]]:
         """Patients, studies, series or instances matching a MongoDB-style condition."""
         parsed = condition_from_text(condition)
-        with self.fabric.access("dicom find") as note, self.fabric.catalog.read() as conn:
+        fabric = self.fabric
+        with fabric.access("dicom find") as note, fabric.catalog.read() as conn:
             note.detail = f"{level} {json.dumps(parsed) if parsed else '{}'}"
-            return index.find(conn, level, parsed, limit=limit, offset=offset)
+            if fabric.principal.admin:
+                return index.find(conn, level, parsed, limit=limit, offset=offset)
+            return self._find_readable(conn, level, parsed, limit, offset)
+
+    def _find_readable(
+        self,
+        conn: Connection,
+        level: str,
+        condition: Mapping[str, Any] | None,
+        limit: int | None,
+        offset: int,
+    ) -> list[dict[str, Any]]:
+        """``find`` for a principal who is not an administrator: only what they may read. Patients,
+        studies and series show when an instance of theirs is in a volume whose ACL lets the principal
+        read it; an instance also when the volume's readAce admits them and the file's ACE or mode
+        lets them read the file. (Counts such as number_of_study_related_instances count every volume.)"""
+        principal = self.fabric.principal
+        whole: set[int] = set()
+        per_file: dict[int, Volume] = {}
+        for volume in volume_rows.list_volumes(conn):
+            access = volume_read_access(principal, volume)
+            if access == "all":
+                whole.add(volume.id)
+            elif access == "per-file":
+                per_file[volume.id] = volume
+        if level != "instance" or not per_file:
+            return index.find(conn, level, condition, limit=limit, offset=offset, volumes=whole)
+        rows = index.find(conn, level, condition, volumes=whole | per_file.keys(), with_ino=True)
+        visible = []
+        for row in rows:
+            volume_id, ino = row.pop("_volume_id"), row.pop("_ino")
+            if volume_id not in whole:
+                entry = namespace.get_by_ino(conn, volume_id, ino)
+                if entry is None or not decide(principal, per_file[volume_id], entry, READ)[0]:
+                    continue
+            visible.append(row)
+        return visible[offset : None if limit is None else offset + limit]
 
     def summary(self) -> list[dict[str, Any]]:
         """Instances, bytes, series and studies per volume and modality."""

@@ -10,7 +10,7 @@ within a type bracket. Read-only: never changes a row.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,8 +159,14 @@ def find(
     *,
     limit: int | None = None,
     offset: int = 0,
+    volumes: Collection[int] | None = None,
+    with_ino: bool = False,
 ) -> list[dict[str, Any]]:
-    """Rows of ``level`` matching ``condition``, as plain JSON objects (COLUMNS[level])."""
+    """Rows of ``level`` matching ``condition``, as plain JSON objects (COLUMNS[level]).
+
+    ``volumes``: only rows with an instance stored in one of these volumes (the ones the caller may
+    read; None: every volume). ``with_ino``: instance rows also carry ``_volume_id`` and ``_ino``, for
+    a caller that checks each file's rights."""
     if level not in LEVELS:
         raise InvalidInput(f"unknown level {level!r}: one of {', '.join(LEVELS)}")
     if (limit is not None and limit < 0) or offset < 0:
@@ -172,12 +178,31 @@ def find(
         conn.connection.driver_connection.create_function(  # type: ignore[union-attr]
             REGEXP_FUNCTION, 2, regexp, deterministic=True
         )
-    statement = query.select().where(where).order_by(*[query.column(name) for name in ORDER[level]])
+    if volumes is not None:
+        allowed = sorted(volumes)
+        where = sa.and_(
+            where,
+            query._below(
+                level, "instance", lambda row: row.c.volume_id.in_(allowed) if allowed else sa.false()
+            ),
+        )
+    select = query.select()
+    if with_ino and level == "instance":
+        instance = query.aliases["instance"]
+        select = select.add_columns(instance.c.volume_id.label("_volume_id"), instance.c.ino.label("_ino"))
+    statement = select.where(where).order_by(*[query.column(name) for name in ORDER[level]])
     if limit is not None:
         statement = statement.limit(limit)
     if offset:
         statement = statement.offset(offset)
-    return [query.row(dict(row._mapping)) for row in conn.execute(statement)]
+    rows = []
+    for found in conn.execute(statement):
+        mapping = dict(found._mapping)
+        row = query.row(mapping)
+        if with_ino and level == "instance":
+            row["_volume_id"], row["_ino"] = mapping["_volume_id"], mapping["_ino"]
+        rows.append(row)
+    return rows
 
 
 def count(conn: Connection, level: str, condition: Mapping[str, Any] | None = None) -> int:
