@@ -42,6 +42,13 @@ def main() -> None:
     parser.add_argument("--dir", default=".")
     parser.add_argument("--threads", type=int, default=8, help="Concurrent readers for the parallel case.")
     parser.add_argument("--audit-durability", default="commit", choices=["commit", "process"])
+    parser.add_argument(
+        "--coalesce",
+        type=int,
+        default=0,
+        help="audit data -coalesce MINUTES: every round re-reads the same files, so with it on only "
+        "the first read of each file is recorded",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-security-", dir=args.dir))
     fabric = medfabric.init(work / "home", datadirs=[work / "data"], user="bench")
@@ -51,7 +58,7 @@ def main() -> None:
         fabric.volumes.create("quiet", "/quiet", replication=1, compression="off")
         fabric.volumes.create("audited", "/audited", replication=1, compression="off")
         fabric.admin.config_save({"mfs.enable.audit.log": "1", "mfs.audit.durability": args.audit_durability})
-        fabric.audit.data("audited", True)
+        fabric.audit.data("audited", True, coalesce=args.coalesce)
         large = os.urandom(args.large_mb << 20)
         small = [os.urandom(64 * 1024) for _ in range(args.small_files)]
         results: dict[str, list[float]] = {
@@ -122,7 +129,7 @@ def main() -> None:
         ]
         print(
             f"{args.rounds} rounds, medians; large file {mb} MB, {n} small files; "
-            f"audit durability {args.audit_durability}"
+            f"audit durability {args.audit_durability}, coalesce {args.coalesce} min"
         )
         print(table(["", "baseline", "encrypted / audited", "ratio"], rows))
     finally:

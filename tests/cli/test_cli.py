@@ -180,3 +180,23 @@ def test_a_catalog_that_cannot_be_reached_is_a_clear_error(tmp_path: Path) -> No
 def test_an_unknown_fabric_home_is_a_clear_error(tmp_path: Path) -> None:
     result = Shell(tmp_path / "nothing").run("volume", "list", check=False)
     assert result.returncode == 2 and b"medfabric init" in result.stderr
+
+
+def test_audit_from_the_command_line_every_process_and_coalescing(shell: Shell) -> None:
+    shell.run("volume", "create", "-name", "v", "-path", "/v")
+    shell.run("config", "save", "-values", '{"mfs.enable.audit.log":"1"}')
+    shell.run("audit", "data", "-enabled", "true", "-volume", "v")
+    shell.run("fs", "put", "-", "/v/f", input=b"DICM")
+    for _ in range(3):
+        shell.run("fs", "cat", "/v/f")  # three processes, each journals its record and moves it on exit
+    reads = shell.json("audit", "query", "-volume", "v", "-op", "read")["data"]
+    assert len(reads) == 3  # type: ignore[arg-type]
+    coalesced = shell.json("audit", "data", "-enabled", "true", "-volume", "v", "-coalesce", "30")
+    assert coalesced["data"][0]["coalesce"] == 30  # type: ignore[index]
+    assert (
+        shell.run(
+            "audit", "data", "-enabled", "true", "-volume", "v", "-coalesce", "-5", check=False
+        ).returncode
+        == 22
+    )
+    assert shell.run("audit", "verify").returncode == 0

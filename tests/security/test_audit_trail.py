@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from medfabric.catalog.schema import audit_log
+from medfabric.clock import ManualClock
 from medfabric.errors import NotFound, PermissionDenied
 from medfabric.service.fabric import Fabric, resolve_principal
 from medfabric.service.writes import NewFile
@@ -163,3 +165,42 @@ def test_a_batch_write_records_every_file_in_one_audit_transaction(
     assert len(records) == 40
     assert appends == [40]  # the files' records together, nothing for the unaudited batch event
     assert audited.audit.verify().ok
+
+
+def test_coalescing_records_repeated_reads_once_per_interval_but_every_denial(audited: Fabric) -> None:
+    fabric = audited
+    clock = ManualClock(int(time.time() * 1000))
+    fabric.engines.clock = clock
+    fabric.fs.write("/medical_images/c.dcm", b"DICM")
+    fabric.audit.data("medical_images", True, coalesce=10)
+    assert fabric.volumes.describe(fabric.volumes.info("medical_images"))["auditCoalesce"] == 10
+    guest = fabric.acting_as(resolve_principal(fabric.catalog, "guest"))
+    for _ in range(5):
+        fabric.fs.read("/medical_images/c.dcm")
+        with pytest.raises(PermissionDenied):
+            guest.fs.read("/medical_images/c.dcm")
+    fabric.fs.stat("/medical_images/c.dcm")
+    records = [r for r in _records(fabric) if r[3] == "/medical_images/c.dcm"]
+    assert records.count(("admin", "read", "allowed", "/medical_images/c.dcm")) == 1
+    assert records.count(("guest", "read", "denied", "/medical_images/c.dcm")) == 5
+    assert records.count(("admin", "getattr", "allowed", "/medical_images/c.dcm")) == 1
+    clock.advance(9 * 60_000)
+    fabric.fs.read("/medical_images/c.dcm")  # within ten minutes of the first: coalesced
+    clock.advance(2 * 60_000)
+    fabric.fs.read("/medical_images/c.dcm")  # eleven minutes on: recorded again
+    again = [r for r in _records(fabric) if r[3] == "/medical_images/c.dcm"]
+    assert again.count(("admin", "read", "allowed", "/medical_images/c.dcm")) == 2
+    assert fabric.audit.verify().ok
+
+
+def test_coalescing_is_off_by_default_and_bounded(audited: Fabric) -> None:
+    from medfabric.errors import InvalidInput
+
+    fabric = audited
+    fabric.fs.write("/medical_images/d.dcm", b"DICM")
+    for _ in range(3):
+        fabric.fs.read("/medical_images/d.dcm")
+    assert _records(fabric).count(("admin", "read", "allowed", "/medical_images/d.dcm")) == 3
+    for wrong in (-1, 24 * 60 + 1):
+        with pytest.raises(InvalidInput, match="coalesce"):
+            fabric.audit.data("medical_images", True, coalesce=wrong)

@@ -371,6 +371,7 @@ volumes.append_column(Column("read_ace", Text, nullable=True))
 volumes.append_column(Column("write_ace", Text, nullable=True))
 volumes.append_column(Column("audited", Boolean, nullable=False, server_default=sa_false()))
 volumes.append_column(Column("audit_ops", Text, nullable=False, server_default=""))
+volumes.append_column(Column("audit_coalesce", Integer, nullable=False, server_default="0"))  # minutes
 volumes.append_column(Column("encryption", String(16), nullable=False, server_default="off"))
 entries.append_column(Column("aces", Text, nullable=True))  # JSON of the entry's file/dir ACEs
 

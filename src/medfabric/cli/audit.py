@@ -35,17 +35,30 @@ def cluster(enabled: bool, json: bool) -> None:
 @opt("enabled", required=True, **BOOL)
 @opt("volume", required=True)
 @opt("dataauditops", help="Operations to leave out (-getattr) or put back (+read), comma-separated.")
+@opt(
+    "coalesce",
+    type=int,
+    help="Minutes during which repeated reads, writes and getattrs of a file by one principal and "
+    "client are recorded once (default 0: every access).",
+)
 @json_option
-def data(enabled: bool, volume: str, dataauditops: str | None, json: bool) -> None:
+def data(enabled: bool, volume: str, dataauditops: str | None, coalesce: int | None, json: bool) -> None:
     """Audit every access to a volume's data, allowed or denied.
 
     Example: medfabric audit data -enabled true -volume medical_images -dataauditops -getattr
     """
     with open_fabric() as fabric:
-        found = fabric.audit.data(volume, enabled, dataauditops)
+        found = fabric.audit.data(volume, enabled, dataauditops, coalesce)
     emit(
         json,
-        [{"volumename": found.name, "audited": found.audited, "dataauditops": found.audit_ops}],
+        [
+            {
+                "volumename": found.name,
+                "audited": found.audited,
+                "dataauditops": found.audit_ops,
+                "coalesce": found.audit_coalesce,
+            }
+        ],
         f"Data auditing of {volume} {'on' if enabled else 'off'}",
     )
 

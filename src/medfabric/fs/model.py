@@ -51,6 +51,7 @@ class Volume:
     write_ace: str | None = None
     audited: bool = False
     audit_ops: str = ""
+    audit_coalesce: int = 0  # minutes during which repeated reads, writes, getattrs are recorded once
     encryption: str = "off"  # off | on | encrypting
 
     @classmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,9 @@ ANCHOR_FILE = "audit.anchor"
 JOURNAL_DIR = "audit-journal"
 JOURNAL_MARK = "audit.journal."  # + a journal's name: how far the log holds it
 AUDIT_KEY_FILE = "keys/audit.key"
+MAX_COALESCE_MINUTES = 24 * 60
+COALESCED_OPERATIONS = frozenset({"read", "write", "getattr"})  # MapR's -coalesce applies to these
+COALESCE_MEMORY = 100_000  # (file, principal, client, operation) keys remembered per process
 
 
 def selected(audit_ops: str, operation: str) -> bool:
@@ -82,6 +86,7 @@ class AuditWriter:
         self._closed = False
         self._drain_seconds = self.DRAIN_SECONDS if background else None
         self._thread: threading.Thread | None = None
+        self._recent: OrderedDict[tuple[object, ...], int] = OrderedDict()  # coalescing: key → time_us
         self.recovered = self._recover()
 
     @property
@@ -96,7 +101,12 @@ class AuditWriter:
     def record_many(self, events: Sequence[AccessEvent]) -> None:
         """Record ``events`` (those the audit settings select); durable when this returns. Raises if
         they could not be written: the operation then fails rather than go unrecorded."""
-        wanted = [(fields, is_data) for fields, is_data in map(_fields, events) if fields]
+        wanted = [
+            (fields, is_data)
+            for event in events
+            for fields, is_data in (_fields(event),)
+            if fields and not self._coalesced(event, fields)
+        ]
         if not wanted:
             return
         if not any(is_data for _f, is_data in wanted):
@@ -123,6 +133,30 @@ class AuditWriter:
         if self.durable:
             self._sync(position)
         self._start()
+
+    def _coalesced(self, event: AccessEvent, fields: dict[str, object]) -> bool:
+        """True when an equal access was recorded less than the volume's coalesce interval ago (the
+        first of a run of repeated reads is recorded, then one per interval)."""
+        volume = event.audited_volume
+        if (
+            volume is None
+            or volume.audit_coalesce <= 0
+            or fields["outcome"] != "allowed"
+            or event.outcome == "failed"
+            or event.operation not in COALESCED_OPERATIONS
+        ):
+            return False
+        key = (volume.id, event.path, event.principal, event.client, event.operation)
+        now = int(str(fields["time_us"]))
+        with self._lock:
+            last = self._recent.get(key)
+            if last is not None and now - last < volume.audit_coalesce * 60_000_000:
+                return True
+            self._recent[key] = now
+            self._recent.move_to_end(key)
+            if len(self._recent) > COALESCE_MEMORY:
+                self._recent.popitem(last=False)
+        return False
 
     def _position(self, end: int) -> int:
         return (self._generation << 48) | end
@@ -392,9 +426,14 @@ class AuditService:
                 conn.execute(meta.insert().values(key=CLUSTER_FLAG, value="1" if enabled else "0"))
 
     def data(self, volume: str, enabled: bool, ops: str | None = None, coalesce: int | None = None) -> Volume:
+        """Audit ``volume``'s data accesses (or stop). ``ops``: MapR's -dataauditops. ``coalesce``:
+        minutes during which repeated allowed reads, writes and getattrs of one file by one principal
+        from one client are recorded once (0, the default: every access; denials always are)."""
         fabric = self.fabric
+        if coalesce is not None and not 0 <= coalesce <= MAX_COALESCE_MINUTES:
+            raise InvalidInput(f"-coalesce is in minutes, 0 to {MAX_COALESCE_MINUTES}, not {coalesce}")
         with fabric.access("audit data", volume=volume) as note:
-            note.detail = f"enabled={int(enabled)} ops={ops or ''}"
+            note.detail = f"enabled={int(enabled)} ops={ops or ''} coalesce={coalesce}"
             with fabric.catalog.write() as conn:
                 found = volume_rows.get_volume(conn, volume)
                 require_volume(fabric.principal, found, "a", "change auditing")
@@ -404,6 +443,8 @@ class AuditService:
                         if item[0] not in "+-" or len(item) < 2:
                             raise InvalidInput(f"-dataauditops takes +op or -op items, not {item!r}")
                     values["audit_ops"] = ops
+                if coalesce is not None:
+                    values["audit_coalesce"] = coalesce
                 volume_rows.update_volume(conn, found.id, **values)
                 return volume_rows.get_volume_by_id(conn, found.id)
 

@@ -107,6 +107,8 @@ class VolumeService:
             "writeAce": volume.write_ace if volume.write_ace is not None else f"u:{volume.owner}",
             "acl": [{"principal": who, "codes": list(codes)} for who, codes in volume_acl(volume).rows()],
             "audited": volume.audited,
+            "dataauditops": volume.audit_ops,
+            "auditCoalesce": volume.audit_coalesce,
             "encryption": volume.encryption,
             "numDirectories": volume.dir_count,
             "version": volume.version,
@@ -247,6 +249,7 @@ class VolumeService:
                 write_ace=parent.write_ace or f"u:{parent.owner}",
                 audited=parent.audited,
                 audit_ops=parent.audit_ops,
+                audit_coalesce=parent.audit_coalesce,
             )
             parent_acl = volume_acl(parent)
             if parent_acl.rows():
