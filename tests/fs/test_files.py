@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import socket
 import stat
 from pathlib import Path
@@ -247,3 +248,22 @@ def test_the_source_uri_of_an_import_resolves_symbolic_links(tmp_path: Path) -> 
         for resolved in (cache, None):
             uri = local_file_uri(tmp_path / name, resolved)
             assert uri == f"file://{socket.gethostname()}{expected.resolve()}"
+
+
+def test_paths_resolve_in_one_walk_with_precise_errors(vol: Fabric) -> None:
+    deep = "/v/P001/20240101/MR/1.2.3/1.2.3.4.dcm"  # the DICOM layout: six levels
+    vol.fs.write_many([NewFile(deep, b"DICM")])
+    assert vol.fs.read(deep) == b"DICM"
+    assert vol.fs.stat("/v/P001/20240101").type == "directory"
+    assert vol.fs.stat("/v").is_mount_point
+    with pytest.raises(NotFound, match="/v/P001/20240101/CT: no such file or directory"):
+        vol.fs.read("/v/P001/20240101/CT/1.2.3/x.dcm")
+    with pytest.raises(InvalidInput, match=re.escape(f"{deep} is not a directory")):
+        vol.fs.read(deep + "/below")
+    vol.snapshots.create("v", "before")
+    vol.fs.remove(deep)
+    with pytest.raises(NotFound):
+        vol.fs.read(deep)
+    assert vol.fs.read("/v/.snapshot/before/P001/20240101/MR/1.2.3/1.2.3.4.dcm") == b"DICM"
+    with pytest.raises(NotFound, match="no such file or directory"):
+        vol.fs.read("/v/.snapshot/before/P002/x.dcm")

@@ -23,7 +23,7 @@ from medfabric.blobstore import index
 from medfabric.blobstore.index import BlobLocation, FlushResult
 from medfabric.blobstore.store import BlobStore, Placement
 from medfabric.catalog.engine import chunked
-from medfabric.catalog.schema import contents, extents
+from medfabric.catalog.schema import blobs, contents, extents
 
 CHUNK_SIZE = 4 * 1024 * 1024
 T = TypeVar("T")
@@ -307,6 +307,39 @@ def load_extents(conn: Connection, content_id: int) -> list[Extent]:
         Extent(offset, length, bytes(blob_id) if blob_id is not None else None, blob_offset)
         for offset, length, blob_id, blob_offset in rows
     ]
+
+
+def load_located_extents(
+    conn: Connection, volume_id: int, content_id: int
+) -> tuple[list[Extent], dict[bytes, BlobLocation]]:
+    """``load_extents`` and ``locate_blobs`` in one statement (what opening a file for reading needs)."""
+    joined = extents.outerjoin(
+        blobs, sa.and_(blobs.c.volume_id == volume_id, blobs.c.blob_id == extents.c.blob_id)
+    )
+    rows = conn.execute(
+        sa.select(
+            extents.c.file_offset,
+            extents.c.length,
+            extents.c.blob_id,
+            extents.c.blob_offset,
+            blobs.c.pack_id,
+            blobs.c.offset,
+            blobs.c.stored_length,
+            blobs.c.length.label("blob_length"),
+            blobs.c.codec,
+        )
+        .select_from(joined)
+        .where(extents.c.content_id == content_id)
+        .order_by(extents.c.seq)
+    )
+    parts: list[Extent] = []
+    found: dict[bytes, BlobLocation] = {}
+    for offset, length, blob_id, blob_offset, pack_id, pack_offset, stored, blob_length, codec in rows:
+        key = bytes(blob_id) if blob_id is not None else None
+        parts.append(Extent(offset, length, key, blob_offset))
+        if key is not None and pack_id is not None:
+            found[key] = BlobLocation(pack_id, pack_offset, stored, blob_length, codec)
+    return parts, found
 
 
 def load_content_digest(conn: Connection, content_id: int) -> bytes | None:

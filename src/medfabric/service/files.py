@@ -96,8 +96,11 @@ class FileService(FileWrites):
             if not entry.is_file:
                 raise InvalidInput(f"{path} is a {(entry.kind == 'l' and 'symlink') or 'special file'}")
             require(fabric.principal, located.volume, entry, READ, path)
-            parts = content_rows.load_extents(conn, entry.content_id) if entry.content_id is not None else []
-            locations = content_rows.locate_blobs(conn, located.volume.id, parts)
+            parts, locations = (
+                content_rows.load_located_extents(conn, located.volume.id, entry.content_id)
+                if entry.content_id is not None
+                else ([], {})
+            )
         volume = located.volume
         policy = fabric.codec_policy(volume)
 
