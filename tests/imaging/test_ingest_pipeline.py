@@ -215,6 +215,32 @@ def test_an_audited_volume_keeps_a_verifiable_record_of_every_ingested_instance(
     assert fabric.audit.verify().ok
 
 
+def test_one_batch_of_instances_with_and_without_optional_attributes(fabric: Fabric) -> None:
+    """Real batches mix files that carry PatientSex, StudyDescription, … with files that do not."""
+    seed_volumes(fabric)
+    report = ingest(
+        fabric,
+        make_instance(patient_id="P1", sop_uid="1.2.7.1", study_uid="1.2.7", series_uid="1.2.7.0"),
+        make_instance(
+            patient_id="P2",
+            sop_uid="1.2.8.1",
+            study_uid="1.2.8",
+            series_uid="1.2.8.0",
+            drop=("PatientSex", "PatientBirthDate", "StudyDescription", "SeriesDescription"),
+        ),
+        make_instance(
+            patient_id="P3", sop_uid="1.2.9.1", study_uid="1.2.9", series_uid="1.2.9.0", drop=("PatientSex",)
+        ),
+    )
+    assert statuses(report) == ["stored"] * 3
+    patients = {row["patient_id"]: row for row in fabric.dicom.find("patient", {})}
+    assert (patients["P1"]["patient_sex"], patients["P2"]["patient_sex"], patients["P3"]["patient_sex"]) == (
+        "F",
+        None,
+        None,
+    )
+
+
 def test_the_seed_query_finds_the_metadata_documents(fabric: Fabric) -> None:
     seed_volumes(fabric)
     ingest(

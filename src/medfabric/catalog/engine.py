@@ -203,17 +203,23 @@ def _first_line(error: BaseException) -> str:
 
 
 def insert_ignoring_duplicates(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """INSERT … ON CONFLICT DO NOTHING, on either dialect."""
+    """INSERT … ON CONFLICT DO NOTHING, on either dialect. Rows may name different columns (a column
+    a row leaves out takes its default): one executemany per set of columns."""
     if not rows:
         return
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        conn.execute(pg_insert(table).on_conflict_do_nothing(), rows)
+        statement: Any = pg_insert(table).on_conflict_do_nothing()
     else:
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        conn.execute(sqlite_insert(table).on_conflict_do_nothing(), rows)
+        statement = sqlite_insert(table).on_conflict_do_nothing()
+    shapes: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for row in rows:
+        shapes.setdefault(frozenset(row), []).append(row)
+    for group in shapes.values():
+        conn.execute(statement, group)
 
 
 def chunked(items: list[Any], size: int = 500) -> Iterator[list[Any]]:

@@ -85,6 +85,8 @@ def _codec_of(ds: Dataset, inherited: str | None) -> str | None:
 def _element_value(ds: Dataset, tag: BaseTag, element: Any, codec: str | None) -> Any:
     if isinstance(element, RawDataElement) and element.value is not None:
         vr = str(element.VR) if element.VR else _dictionary_vr(int(tag))
+        if vr == "UN" and not tag.is_private and _dictionary_vr(int(tag)) != "UN":
+            return element_json(ds[tag], codec)  # a known attribute written as UN: pydicom reads it as known
         if vr in BULK_VRS:
             return _SKIP
         if vr == "SQ" or " or " in vr or (codec is None and vr in CHARSET_VRS):

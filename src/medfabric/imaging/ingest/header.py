@@ -149,6 +149,14 @@ class _Reader:
                 vr = self._implicit_vr(tag)
             else:
                 vr, length, start = self._explicit_header(position)
+                if vr == "UN" and not group & 1 and length != UNDEFINED:
+                    # a known attribute written as UN (some converters do): read it as its dictionary
+                    # VR, as pydicom does; a sequence so written is pydicom's to read
+                    known = self._implicit_vr(tag)
+                    if known == "SQ":
+                        raise Unsupported(f"({group:04X},{element:04X}) is a sequence written as UN")
+                    if known not in ("UN", "NONE"):
+                        vr = known
             if vr == "NONE" or (length == UNDEFINED and vr == "UN"):
                 raise Unsupported(f"({group:04X},{element:04X}) where a data element was expected")
             if vr == "SQ":
