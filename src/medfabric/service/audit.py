@@ -72,7 +72,8 @@ class AuditWriter:
     def __init__(self, engines: Engines, *, background: bool = True) -> None:
         self.engines = engines
         self.directory = engines.config.home / JOURNAL_DIR
-        self.durable = _durability(engines) != "process"
+        with engines.catalog.read() as conn:
+            self.durable = _flags(conn)[2]  # kept current by every batch moved into the log
         self._key: bytes | None = None
         self._journal: journal.Journal | None = None
         self._retired: list[journal.Journal] = []  # rotated out: removed once drained
@@ -346,16 +347,6 @@ def _fields(event: AccessEvent) -> tuple[dict[str, object] | None, bool]:
         "detail": detail,
     }
     return fields, volume is not None
-
-
-def _durability(engines: Engines) -> str:
-    """``mfs.audit.durability``: "commit" (default: every record fsync'd before the operation
-    returns) or "process" (records survive a crash of the process, not of the machine)."""
-    with engines.catalog.read() as conn:
-        value = conn.execute(
-            sa.select(config_values.c.value).where(config_values.c.key == DURABILITY)
-        ).scalar()
-    return str(value or "commit")
 
 
 def _flags(conn: Connection) -> tuple[bool, bool, bool]:
