@@ -21,6 +21,7 @@ from medfabric.imaging.ingest.attributes import (
     _decode_raw,
     _dictionary_vr,
     _keyword,
+    _number,
 )
 
 UNDEFINED = 0xFFFFFFFF
@@ -54,7 +55,23 @@ SIMPLE_CHARSETS = {
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _TAG = struct.Struct("<HH")
+_ELEMENT = struct.Struct("<HH2sH")  # an explicit VR element header: group, element, VR, short length
 _MAX_DEPTH = 16
+_VR_NAMES = (
+    "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV"
+)
+# every VR of PS3.5 6.2 as its bytes -> (its name, whether it has the 4-byte length of Table 7.1-1)
+_VR_TABLE: dict[bytes, tuple[str, bool]] = {
+    name.encode("ascii"): (name, name in LONG_VRS) for name in _VR_NAMES.split()
+}
+# text VRs whose values are never affected by the character set and are trimmed on both sides
+_PLAIN_TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "TM", "UI"})
+_KEYWORDS: dict[int, str] = {}  # tag -> keyword (or 8 hex digits), filled as tags are met
+
+
+def _keyword_of(tag: int) -> str:
+    keyword = _KEYWORDS[tag] = _keyword(tag)
+    return keyword
 
 
 class Truncated(Exception):
@@ -130,25 +147,47 @@ class _Reader:
         self, position: int, end: int, out: dict[str, Any], codec: str, depth: int, *, top: bool = False
     ) -> tuple[int, bool]:
         """Read elements from ``position`` to ``end`` (or an item delimiter); returns (where it stopped,
-        whether it stopped at Pixel Data)."""
+        whether it stopped at Pixel Data).
+
+        The hot loop of ingest (every element of every instance passes here once), written for speed:
+        one struct unpack per element header, the VR looked up in a table, keywords and dictionary VRs
+        from module-level caches, text values of one part decoded without building lists."""
         if depth > _MAX_DEPTH:
             raise Unsupported("sequences nested too deep")
         data = self.data
+        size = self.size
+        implicit = self.implicit
+        unpack_element = _ELEMENT.unpack_from
+        unpack_u32 = _U32.unpack_from
+        keywords = _KEYWORDS
+        vr_table = _VR_TABLE
+        text_codec = codec or "latin_1"
         while position < end:
-            if position + 8 > self.size:
+            if position + 8 > size:
                 raise Truncated("the file ends inside an element header")
-            group, element = _TAG.unpack_from(data, position)
+            group, element, vr_bytes, length = unpack_element(data, position)
             tag = group << 16 | element
             if tag == ITEM_END:
                 return position + 8, False
             if top and tag in PIXEL_TAGS:
                 return position, True
-            if self.implicit:
-                length = _U32.unpack_from(data, position + 4)[0]
+            if implicit:
+                length = unpack_u32(data, position + 4)[0]
                 start = position + 8
                 vr = self._implicit_vr(tag)
             else:
-                vr, length, start = self._explicit_header(position)
+                known_vr = vr_table.get(vr_bytes)
+                if known_vr is None:
+                    vr, length, start = self._explicit_header(position)
+                elif known_vr[1]:
+                    if position + 12 > size:
+                        raise Truncated("the file ends inside an element header")
+                    vr = known_vr[0]
+                    length = unpack_u32(data, position + 8)[0]
+                    start = position + 12
+                else:
+                    vr = known_vr[0]
+                    start = position + 8
                 if vr == "UN" and not group & 1 and length != UNDEFINED:
                     # a known attribute written as UN (some converters do): read it as its dictionary
                     # VR, as pydicom does; a sequence so written is pydicom's to read
@@ -163,23 +202,44 @@ class _Reader:
                 items: list[dict[str, Any]] = []
                 position = self._sequence(start, length, items, codec, depth)
                 if element != 0 and group not in (0x0002, 0xFFFC):
-                    out[_keyword(tag)] = items
+                    out[keywords.get(tag) or _keyword_of(tag)] = items
                 continue
             if length == UNDEFINED:
                 raise Unsupported(f"undefined length for ({group:04X},{element:04X})")
-            if start + length > self.size:
-                raise Truncated(f"attribute ({group:04X},{element:04X}) is cut short")
             position = start + length
-            if element == 0 or group in (0x0002, 0xFFFC) or vr in BULK_VRS:
+            if position > size:
+                raise Truncated(f"attribute ({group:04X},{element:04X}) is cut short")
+            if element == 0 or group == 0x0002 or group == 0xFFFC or vr in BULK_VRS:
                 continue
             raw = data[start:position]
             if tag == SPECIFIC_CHARACTER_SET:
                 codec = _codec(raw)
+                text_codec = codec or "latin_1"
             elif tag == PIXEL_REPRESENTATION and length >= 2:
                 self.pixel_representation = _U16.unpack_from(raw)[0]
-            if vr in CHARSET_VRS and codec == "":
-                raise Unsupported("a character set this reader does not decode")
-            out[_keyword(tag)] = _decode_raw(vr, raw, True, codec or "latin_1")
+            keyword = keywords.get(tag) or _keyword_of(tag)
+            if vr in _PLAIN_TEXT_VRS:
+                text = raw.decode("latin_1")
+                if "\\" not in text:
+                    out[keyword] = text.strip(" \x00") or None
+                    continue
+            elif vr in CHARSET_VRS:
+                if codec == "":
+                    raise Unsupported("a character set this reader does not decode")
+                if vr != "LT" and vr != "ST":
+                    text = raw.decode(text_codec, "replace")
+                    if "\\" not in text:
+                        out[keyword] = (text.rstrip(" \x00") if vr == "UC" else text.strip(" \x00")) or None
+                        continue
+            elif vr == "DS" or vr == "IS":
+                text = raw.decode("latin_1")
+                if "\\" not in text:
+                    out[keyword] = _number(text.strip(" \x00"), float if vr == "DS" else int)
+                    continue
+            elif vr == "US" and length == 2:
+                out[keyword] = _U16.unpack_from(raw)[0]
+                continue
+            out[keyword] = _decode_raw(vr, raw, True, text_codec)
         return position, False
 
     def _sequence(
