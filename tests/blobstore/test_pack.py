@@ -12,6 +12,7 @@ from medfabric.blobstore.pack import (
     RECORD_HEADER_SIZE,
     check_record,
     decode_pack_header,
+    decode_record_header,
     encode_pack_header,
     encode_record,
     new_pack_id,
@@ -19,15 +20,19 @@ from medfabric.blobstore.pack import (
 )
 from medfabric.errors import IntegrityError
 
+# how a plain record is written now (checked by its id), and how it was before (a payload CRC):
+# packs hold both, and every reader must accept both
+PLAIN_CODECS = (codec.ID_CHECKED, codec.COMPRESSION_NONE)
 
-def _pack(blobs: list[bytes]) -> tuple[str, bytes, list[bytes]]:
+
+def _pack(blobs: list[bytes], kind: int = codec.ID_CHECKED) -> tuple[str, bytes, list[bytes]]:
     pack_id = new_pack_id()
     data = bytearray(encode_pack_header(pack_id, 7))
     ids = []
     for blob in blobs:
         blob_id = codec.compute_blob_id(codec.PLAIN, blob)
         ids.append(blob_id)
-        data += encode_record(blob_id, 0, len(blob), blob)
+        data += encode_record(blob_id, kind, len(blob), blob)
     return pack_id, bytes(data), ids
 
 
@@ -39,9 +44,10 @@ def test_header_round_trip() -> None:
         decode_pack_header(b"X" * PACK_HEADER_SIZE)
 
 
-def test_scan_finds_every_record_and_stops_at_a_torn_tail() -> None:
+@pytest.mark.parametrize("kind", PLAIN_CODECS)
+def test_scan_finds_every_record_and_stops_at_a_torn_tail(kind: int) -> None:
     blobs = [os.urandom(n) for n in (0, 1, 100, 70000)]
-    _pack_id, data, ids = _pack(blobs)
+    _pack_id, data, ids = _pack(blobs, kind)
     records = list(scan_records(lambda offset, length: data[offset : offset + length], len(data)))
     assert [record.header.blob_id for record in records] == ids
     torn = data[:-10]
@@ -49,18 +55,39 @@ def test_scan_finds_every_record_and_stops_at_a_torn_tail() -> None:
     assert [record.header.blob_id for record in records] == ids[:-1]
 
 
-def test_a_flipped_byte_anywhere_in_a_record_is_detected() -> None:
+@pytest.mark.parametrize("kind", PLAIN_CODECS)
+def test_a_flipped_byte_anywhere_in_a_record_is_detected(kind: int) -> None:
     blob = os.urandom(1000)
     blob_id = codec.compute_blob_id(codec.PLAIN, blob)
-    record = encode_record(blob_id, 0, len(blob), blob)
+    record = encode_record(blob_id, kind, len(blob), blob)
     for position in range(0, len(record), 37):
         damaged = bytearray(record)
         damaged[position] ^= 0x40
         with pytest.raises(ValueError):
             check_record(bytes(damaged), blob_id)
+        # a reader that decodes next leaves the payload's check to the decoding: still caught there
+        with pytest.raises((ValueError, IntegrityError)):
+            header, payload = check_record(bytes(damaged), blob_id, decoding=True)
+            codec.decode(codec.PLAIN, blob_id, header.codec, payload, header.length)
     header, payload = check_record(record, blob_id)
     assert payload == blob and header.length == len(blob)
     assert len(record) == RECORD_HEADER_SIZE + len(blob)
+
+
+def test_plain_blobs_are_checked_by_their_id_not_a_crc() -> None:
+    blob = os.urandom(5000)
+    blob_id = codec.compute_blob_id(codec.PLAIN, blob)
+    kind, payload = codec.encode(codec.PLAIN, blob_id, blob)
+    assert kind == codec.ID_CHECKED and payload is blob
+    header = decode_record_header(encode_record(blob_id, kind, len(blob), blob))
+    assert header.payload_crc == 0
+    # the bit stands alone: with compression or encryption, or beside an unknown bit, it is refused
+    for bad in (codec.ID_CHECKED | codec.COMPRESSION_ZSTD, codec.ID_CHECKED | codec.ENCRYPTED, 0x40, 0x80):
+        with pytest.raises(IntegrityError, match="unknown codec"):
+            codec.decode(codec.PLAIN, blob_id, bad, blob, len(blob))
+    record = encode_record(blob_id, codec.ID_CHECKED | codec.COMPRESSION_ZSTD, len(blob), blob)
+    with pytest.raises(ValueError):
+        check_record(record, blob_id)
 
 
 def test_codecs_round_trip_and_verify() -> None:

@@ -21,6 +21,10 @@ COMPRESSION_NONE = 0
 COMPRESSION_ZSTD = 1
 COMPRESSION_MASK = 0x0F
 ENCRYPTED = 0x10
+# The payload is the plaintext as is (no compression, no encryption) and its check is the blob id
+# itself (plain BLAKE3 of the payload): the record's payload CRC is 0 and not used. Only ever alone.
+ID_CHECKED = 0x20
+KNOWN_BITS = COMPRESSION_MASK | ENCRYPTED | ID_CHECKED
 NONCE_SIZE = 12
 
 # Don't keep a compressed form that saves less than this fraction: it costs reads for nothing.
@@ -88,6 +92,8 @@ def encode(policy: CodecPolicy, blob_id: bytes, plaintext: bytes) -> tuple[int, 
         nonce = os.urandom(NONCE_SIZE)
         payload = nonce + AESGCM(policy.data_key).encrypt(nonce, payload, blob_id)
         codec |= ENCRYPTED
+    if codec == COMPRESSION_NONE:
+        codec = ID_CHECKED  # verified by its id on every read: a CRC of the payload would add nothing
     return codec, payload
 
 
@@ -99,6 +105,8 @@ def decode(policy: CodecPolicy, blob_id: bytes, codec: int, payload: Buffer, len
 
     A payload stored as is comes back as the same buffer (a view, no copy)."""
     data: Buffer = payload
+    if codec & ~KNOWN_BITS or (codec & ID_CHECKED and codec != ID_CHECKED):
+        raise IntegrityError(f"unknown codec {codec:#x}")
     if codec & ENCRYPTED:
         if policy.data_key is None:
             raise IntegrityError("blob is encrypted but no data key is available for its volume")

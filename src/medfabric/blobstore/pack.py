@@ -15,6 +15,10 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import blake3
+
+from medfabric.blobstore.codec import ID_CHECKED
+
 PACK_MAGIC = b"MFPACK\x00\x01"
 PACK_HEADER = struct.Struct("<8s16sII")  # magic, pack id, volume id, flags
 PACK_HEADER_SIZE = PACK_HEADER.size  # 32
@@ -58,8 +62,14 @@ def encode_record_header(
     blob_id: bytes, codec: int, length: int, payload: bytes | memoryview, payload_crc: int | None = None
 ) -> bytes:
     """The 64-byte header that precedes ``payload`` in a pack (written with it, without copying it);
-    ``payload_crc``: the payload's CRC-32 when the caller computed it already (on another thread)."""
-    crc = zlib.crc32(payload) if payload_crc is None else payload_crc
+    ``payload_crc``: the payload's CRC-32 when the caller computed it already (on another thread).
+    A record checked by its id (codec ``ID_CHECKED``) has no payload CRC: the field is 0."""
+    if codec & ID_CHECKED:
+        crc = 0
+    elif payload_crc is not None:
+        crc = payload_crc
+    else:
+        crc = zlib.crc32(payload)
     head = RECORD_HEADER.pack(RECORD_MAGIC, blob_id, codec, length, len(payload), crc)
     return head + RECORD_CRC.pack(zlib.crc32(head))
 
@@ -90,16 +100,32 @@ def decode_record_header(data: bytes) -> RecordHeader:
     return RecordHeader(blob_id, codec, length, stored, payload_crc)
 
 
-def check_record(record: bytes, expected_blob_id: bytes) -> tuple[RecordHeader, memoryview]:
-    """Verify a whole record (header and payload CRCs, blob id); return its header and payload
-    (a view into ``record``: no copy)."""
+def payload_checks(header: RecordHeader, payload: bytes | memoryview) -> bool:
+    """Whether ``payload`` is the one ``header`` describes: its CRC-32, or for a record checked by its
+    id, the payload's BLAKE3 (it is the plaintext)."""
+    if header.codec & ID_CHECKED:
+        return (
+            header.codec == ID_CHECKED
+            and header.length == len(payload)
+            and blake3.blake3(payload).digest() == header.blob_id
+        )
+    return zlib.crc32(payload) == header.payload_crc
+
+
+def check_record(
+    record: bytes, expected_blob_id: bytes, *, decoding: bool = False
+) -> tuple[RecordHeader, memoryview]:
+    """Verify a whole record (header CRC, blob id, payload); return its header and payload (a view
+    into ``record``: no copy). ``decoding``: the caller decodes the payload next, which verifies the
+    blob id of the plaintext, so a record checked by its id is not hashed twice (a CRC is still
+    checked: it guards the decryption and decompression)."""
     header = decode_record_header(record)
     if header.blob_id != expected_blob_id:
         raise ValueError("record holds another blob")
     payload = memoryview(record)[RECORD_HEADER_SIZE:]
     if len(payload) != header.stored_length:
         raise ValueError("record payload truncated")
-    if zlib.crc32(payload) != header.payload_crc:
+    if not (decoding and header.codec & ID_CHECKED) and not payload_checks(header, payload):
         raise ValueError("record payload checksum mismatch")
     return header, payload
 
@@ -122,7 +148,7 @@ def scan_records(read: Callable[[int, int], bytes], size: int) -> Iterator[Scann
         if end > size:
             return
         payload = read(offset + RECORD_HEADER_SIZE, header.stored_length)
-        if zlib.crc32(payload) != header.payload_crc:
+        if not payload_checks(header, payload):
             return
         yield ScannedRecord(offset, header)
         offset = end

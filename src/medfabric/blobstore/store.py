@@ -138,7 +138,7 @@ class BlobStore:
                     record = self.read_record(
                         location_id, volume_id, location.pack_id, location.offset, location.stored_length
                     )
-                    header, payload = check_record(record, blob_id)
+                    header, payload = check_record(record, blob_id, decoding=True)
                     return codecs.decode(policy, blob_id, header.codec, payload, header.length)
                 except (BackendError, ValueError, IntegrityError) as error:
                     failures.append(f"location {location_id}: {error}")

@@ -165,7 +165,7 @@ class ContentBuilder:
 
         def encode(item: _Encoded) -> tuple[int, bytes, int]:
             codec, payload = codecs.encode(self.policy, item.blob_id, item.payload)
-            return codec, payload, zlib.crc32(payload)
+            return codec, payload, 0 if codec & codecs.ID_CHECKED else zlib.crc32(payload)
 
         encoded = dict(zip([item.blob_id for item in to_encode], self._map(encode, to_encode), strict=True))
         results = [PreparedContent(len(body), [], None) for body in bodies]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import socket
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,6 +26,7 @@ from medfabric.blobstore.pack import (
     decode_pack_header,
     decode_record_header,
     pack_object_name,
+    payload_checks,
 )
 from medfabric.blobstore.store import BlobStore, PackWriter, Placement
 from medfabric.catalog.schema import blobs, contents, entries, extents, packs, snapshots
@@ -207,7 +207,7 @@ def _record_end(
     if end > size:
         return None
     payload = memoryview(data)[offset + RECORD_HEADER_SIZE : end]
-    if zlib.crc32(payload) != header.payload_crc:
+    if not payload_checks(header, payload):
         return None
     if expected is not None:
         if (header.blob_id, header.stored_length, header.codec) != (
