@@ -1,11 +1,12 @@
 """Bulk import of local files: walk the paths, parse in worker processes, ingest in batches.
 
-pydicom is pure Python, so parsing runs in a pool of processes (one per core) that read each file,
-parse and validate its header, and send back only the parse (never the bytes). The main process
-reads the bytes again, checks they are the ones parsed (size and header; the pipeline hashes what
-it stores itself) and hands batches of a few hundred instances to the pipeline, while the workers
-parse ahead. Resumable by design: the
-pipeline is idempotent by SOP Instance UID. It never writes to the fabric except through ``ingest``.
+Parsing is Python, so it runs in a pool of processes (one per core) that read the start of each
+file, parse and validate its header, and send back only the parse (never the bytes). The main
+process gathers the parses into batches of a few hundred instances; two writer threads each take a
+batch, read its files whole, check they are the ones parsed (size and header; the pipeline hashes
+what it stores itself) and run the pipeline on it, while the workers parse ahead. Resumable by
+design: the pipeline is idempotent by SOP Instance UID. It never writes to the fabric except through
+``ingest``.
 """
 
 from __future__ import annotations
@@ -90,21 +91,42 @@ def import_files(
         if progress is not None:
             progress(counted[0], counted[1])
 
-    writer = _BatchWriter(ingest, done)
     resolved_dirs: dict[str, str] = {}
-    batch: list[IngestItem] = []
+    resolved_lock = threading.Lock()
+
+    def read_and_ingest(batch: list[_Parsed]) -> IngestReport:
+        """On a writer thread: read the batch's files (the GIL is released while reading, so two
+        threads read at once and reading overlaps the other batch's fsync), then ingest them."""
+        items: list[IngestItem] = []
+        refused: list[IngestOutcome] = []
+        for parsed in batch:
+            with resolved_lock:
+                origin = local_file_uri(parsed.path, resolved_dirs)
+            item_or_outcome = _item(parsed, origin)
+            if isinstance(item_or_outcome, IngestOutcome):
+                refused.append(item_or_outcome)
+            else:
+                items.append(item_or_outcome)
+        result = ingest(items) if items else IngestReport()
+        result.outcomes.extend(refused)
+        return result
+
+    writer = _BatchWriter(read_and_ingest, done)
+    batch: list[_Parsed] = []
     batch_size = 0
     try:
         for parsed in _parse_all(files, workers):
             if writer.failed.is_set():
                 break
-            item_or_outcome = _item(parsed, resolved_dirs)
-            if isinstance(item_or_outcome, IngestOutcome):
-                report.outcomes.append(item_or_outcome)
-                done(IngestReport([item_or_outcome]), 0)
+            if isinstance(parsed.outcome, Rejection):
+                outcome = IngestOutcome(
+                    parsed.path, "rejected", parsed.outcome.reason, parsed.outcome.message
+                )
+                report.outcomes.append(outcome)
+                done(IngestReport([outcome]), 0)
                 continue
-            batch.append(item_or_outcome)
-            batch_size += len(item_or_outcome.data)
+            batch.append(parsed)
+            batch_size += parsed.outcome.size
             if len(batch) >= batch_files or batch_size >= batch_bytes:
                 writer.submit(batch, batch_size)
                 batch, batch_size = [], 0
@@ -122,19 +144,21 @@ def import_files(
 
 
 class _BatchWriter:
-    """Runs ``ingest`` on batches in two threads of its own, so that reading the next batch overlaps
-    with storing this one, and one batch's hashing and appending overlaps another's fsync and
-    commit (the storing is mostly I/O and hashing, which release the GIL)."""
+    """Runs ``ingest`` on batches in two threads of its own, so that one batch's reading, hashing and
+    appending overlap another's fsync and commit (most of it is I/O and hashing, which release the
+    GIL), and the main thread only gathers parses."""
 
     THREADS = 2
 
-    def __init__(self, ingest: Ingest, done: Callable[[IngestReport, int], None]) -> None:
+    def __init__(
+        self, ingest: Callable[[list[_Parsed]], IngestReport], done: Callable[[IngestReport, int], None]
+    ) -> None:
         self.ingest = ingest
         self.done = done
         self.reports: list[IngestReport] = []
         self.failed = threading.Event()  # the fabric refused a batch: stop reading
         self._error: BaseException | None = None
-        self._queue: queue.Queue[tuple[list[IngestItem], int] | None] = queue.Queue(maxsize=1)
+        self._queue: queue.Queue[tuple[list[_Parsed], int] | None] = queue.Queue(maxsize=1)
         self._lock = threading.Lock()
         self._threads = [
             threading.Thread(target=self._run, name=f"medfabric-ingest-{n}", daemon=True)
@@ -143,7 +167,7 @@ class _BatchWriter:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, batch: list[IngestItem], size: int) -> None:
+    def submit(self, batch: list[_Parsed], size: int) -> None:
         self._queue.put((batch, size))
 
     def close(self) -> None:
@@ -173,16 +197,14 @@ class _BatchWriter:
                 self.failed.set()
 
 
-def _item(parsed: _Parsed, resolved_dirs: dict[str, str]) -> IngestItem | IngestOutcome:
-    """The item to ingest (bytes read here), or the outcome of a file refused already."""
-    if isinstance(parsed.outcome, Rejection):
-        return IngestOutcome(parsed.path, "rejected", parsed.outcome.reason, parsed.outcome.message)
+def _item(parsed: _Parsed, origin: str) -> IngestItem | IngestOutcome:
+    """The item to ingest (bytes read here), or the outcome of a file that cannot be read now."""
+    assert isinstance(parsed.outcome, ParsedInstance)
     try:
         data = Path(parsed.path).read_bytes()
     except OSError as error:
         return IngestOutcome(parsed.path, "rejected", NOT_FOUND, f"cannot be read: {error.strerror}")
     outcome = parsed.outcome
-    origin = local_file_uri(parsed.path, resolved_dirs)
     if len(data) != outcome.size or not data.startswith(parsed.header):
         # it changed since it was parsed: the pipeline parses again
         return IngestItem(data, parsed.path, origin=origin)
