@@ -4,7 +4,13 @@ of 512×512 CT instances on the same disk. Every contender ends with `sync`, so 
 durable". Prints instances/s, MB/s, the ratios to cp and to Orthanc, the CPU seconds each used, and
 the machine's CPU pressure during each run (a shared machine shows up there, not in the ratios).
 
-    .venv/bin/python benchmarks/bench_ingest.py [--instances 5000] [--clients 4] [--cold]
+    .venv/bin/python benchmarks/bench_ingest.py [--instances 5000] [--clients 4] [--rounds 3] [--cold]
+
+The machine is shared and its disk's speed moves, so the contenders run in rounds, each round in a
+different order, and the summary gives each contender's median and the median of the per-round
+ratios. What a contender wrote is deleted only at the end of its round, followed by a `sync` and a
+pause: deleting gigabytes on a disk mounted with online discard slows the next writer for seconds,
+and that cost belongs to no contender.
 
 Orthanc is Debian's package (`apt-get install -y orthanc`); the benchmark starts it on loopback with a
 temporary storage directory and free ports, and stops it (its start is not timed). medfabric runs
@@ -34,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import drop_caches, table
+from common import drop_caches, median, table
 
 from medfabric.imaging.synth import MANIFEST_NAME, generate_ct_series_bulk
 
@@ -237,6 +243,9 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=None, help="reuse this corpus directory")
     parser.add_argument("--cold", action="store_true", help="drop the page cache before each run (root)")
     parser.add_argument("--skip-orthanc", action="store_true")
+    parser.add_argument("--skip-zstd", action="store_true", help="leave out medfabric with zstd")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of all contenders (median reported)")
+    parser.add_argument("--settle", type=float, default=5.0, help="seconds of pause after a round's cleanup")
     args = parser.parse_args()
 
     (ROOT / "bench-output").mkdir(exist_ok=True)
@@ -245,43 +254,102 @@ def main() -> None:
     corpus = args.corpus or workdir / "corpus"
     files = corpus_of(corpus, args.instances)
     size = sum(path.stat().st_size for path in files)
+    # installed software has its bytecode compiled (a wheel install does it); an editable checkout may not
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src")], check=True)
     print(
         f"corpus: {len(files)} instances, {size / 1e9:.2f} GB, {os.cpu_count()} CPUs, workdir {workdir}\n",
         flush=True,
     )
-    results: list[Result] = []
+    contenders: list[tuple[str, Callable[[Path], Result]]] = [
+        ("cp -r + sync", lambda target: measure(
+            "cp -r + sync", lambda: run_cp(corpus, target), len(files), cold=args.cold
+        )),
+    ]  # fmt: skip
+    if not args.skip_orthanc and shutil.which("Orthanc"):
+        contenders.append((f"Orthanc REST ({args.clients} clients)", lambda target: run_orthanc(
+            target, files, args.clients, args.cold
+        )))  # fmt: skip
+    for compression, label in (("off", "compression off"), ("zstd", "zstd")):
+        if compression == "zstd" and args.skip_zstd:
+            continue
+        name = f"medfabric dicom import ({label})"
+        contenders.append((name, functools.partial(
+            medfabric_contender, name, compression, corpus, len(files), args.cold
+        )))  # fmt: skip
+    rounds: list[list[Result]] = []
     try:
-        target = workdir / "cp-target"
-        results.append(measure("cp -r + sync", lambda: run_cp(corpus, target), len(files), cold=args.cold))
-        shutil.rmtree(target)
-        if not args.skip_orthanc and shutil.which("Orthanc"):
-            orthanc = Orthanc(workdir / "orthanc")
-            try:
-                before = orthanc.cpu_seconds()
-                results.append(measure(
-                    f"Orthanc REST ({args.clients} clients)",
-                    lambda: orthanc.upload(files, args.clients),
-                    len(files),
-                    extra_cpu=lambda: orthanc.cpu_seconds() - before,
-                    cold=args.cold,
-                ))  # fmt: skip
-            finally:
-                orthanc.stop()
-                shutil.rmtree(workdir / "orthanc")
-        for compression, label in (("off", "compression off"), ("zstd", "zstd")):
-            home = workdir / f"medfabric-{compression}"
-            prepare_medfabric(home, compression)
-            results.append(measure(
-                f"medfabric dicom import ({label})",
-                functools.partial(run_medfabric, corpus, home),
-                len(files),
-                cold=args.cold,
-            ))  # fmt: skip
-            shutil.rmtree(home)
+        for number in range(args.rounds):
+            shift = number % len(contenders)
+            order = contenders[shift:] + contenders[:shift]
+            targets: list[Path] = []
+            results: dict[str, Result] = {}
+            for position, (name, run_one) in enumerate(order):
+                target = workdir / f"round{number}-{position}"
+                targets.append(target)
+                results[name] = run_one(target)
+            rounds.append([results[name] for name, _run in contenders])
+            print(f"round {number + 1} (order: {', '.join(name for name, _run in order)})")
+            report(rounds[-1], size)
+            for target in targets:
+                shutil.rmtree(target, ignore_errors=True)
+            os.sync()
+            time.sleep(args.settle)
     finally:
         if args.workdir is None and args.corpus is None:
             shutil.rmtree(workdir, ignore_errors=True)
-    report(results, size)
+    if len(rounds) > 1:
+        summarize(rounds, size)
+
+
+def run_orthanc(target: Path, files: list[Path], clients: int, cold: bool) -> Result:
+    """A fresh Orthanc (started before the clock, stopped after it) storing under ``target``."""
+    orthanc = Orthanc(target)
+    try:
+        before = orthanc.cpu_seconds()
+        return measure(
+            f"Orthanc REST ({clients} clients)",
+            lambda: orthanc.upload(files, clients),
+            len(files),
+            extra_cpu=lambda: orthanc.cpu_seconds() - before,
+            cold=cold,
+        )
+    finally:
+        orthanc.stop()
+
+
+def medfabric_contender(
+    name: str, compression: str, corpus: Path, count: int, cold: bool, home: Path
+) -> Result:
+    prepare_medfabric(home, compression)
+    return measure(name, functools.partial(run_medfabric, corpus, home), count, cold=cold)
+
+
+def summarize(rounds: list[list[Result]], size: int) -> None:
+    """Each contender's median over the rounds, and the medians of the per-round ratios."""
+    names = [result.name for result in rounds[0]]
+    rows = []
+    for index, name in enumerate(names):
+        runs = [round_[index] for round_ in rounds]
+        seconds = median([run.seconds for run in runs])
+        vs_cp = median([round_[0].seconds / round_[index].seconds for round_ in rounds])
+        orthanc_at = next((i for i, n in enumerate(names) if n.startswith("Orthanc")), None)
+        vs_orthanc = (
+            f"{median([round_[orthanc_at].seconds / round_[index].seconds for round_ in rounds]):.2f}x"
+            if orthanc_at is not None
+            else "-"
+        )
+        rates = sorted(run.instances / run.seconds for run in runs)
+        rows.append([
+            name,
+            f"{seconds:.2f}",
+            f"{runs[0].instances / seconds:.0f}",
+            f"{rates[0]:.0f}-{rates[-1]:.0f}",
+            f"{vs_cp:.2f}x",
+            vs_orthanc,
+            f"{median([run.cpu_seconds for run in runs]):.1f}",
+        ])  # fmt: skip
+    print(f"\nmedians over {len(rounds)} rounds ({size / 1e9:.2f} GB)")
+    print(table(["contender", "seconds", "inst/s", "range", "vs cp", "vs Orthanc", "CPU s"], rows))
 
 
 def report(results: list[Result], size: int) -> None:
