@@ -394,7 +394,10 @@ class PackWriter:
         if not sealing:
             return
         now = self.store.clock.now_ms()
-        with self.store.catalog.write() as conn:
+        # Not durable on its own: a seal lost with the machine leaves an open pack whose writer is gone,
+        # which the next writer takes over (cut to its committed size). Any later durable commit (the
+        # batch that made these packs' blobs durable commits right after) makes it durable too.
+        with self.store.catalog.write(durable=False) as conn:
             for pack in sealing:
                 conn.execute(
                     packs.update()
@@ -440,7 +443,9 @@ class PackWriter:
     def _claim_or_create(self) -> _OpenPack:
         store = self.store
         fresh = True
-        with store.catalog.write() as conn:
+        # Not durable on its own: nothing in a claimed or new pack counts until a durable commit of
+        # the blobs in it, which (commits being ordered in the log) makes this one durable first.
+        with store.catalog.write(durable=False) as conn:
             rows = conn.execute(
                 sa.select(packs)
                 .where(packs.c.volume_id == self.volume_id, packs.c.state == "open")
