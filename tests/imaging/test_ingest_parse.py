@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import re
 import warnings
 from dataclasses import replace
@@ -180,6 +181,27 @@ def test_safe_components_do_not_collide_and_keep_ordinary_ids() -> None:
     assert safe_component("MRN-0001_a.b", "UNKNOWN") == "MRN-0001_a.b"
     assert safe_component("../../etc/passwd", "UNKNOWN") == "%2E.%2F..%2Fetc%2Fpasswd"
     assert safe_component("%41", "UNKNOWN") == "%2541"  # '%' itself is escaped: decoding is unambiguous
+
+
+def test_the_fast_path_for_plain_values_agrees_with_the_rule() -> None:
+    """Values of only kept characters skip the escaping loop: the result must be what the rule gives."""
+    rng = random.Random(5)
+    alphabet = "ABCXYZabcxyz0189-_." + "/% \u00fc\x00"
+    for _ in range(3000):
+        value = "".join(rng.choice(alphabet) for _ in range(rng.choice([1, 2, 5, 30, 127, 128, 129, 200])))
+        expected = (
+            "".join(
+                character
+                if character in "ABCXYZabcxyz0189-_." and not (character == "." and position == 0)
+                else "".join(f"%{byte:02X}" for byte in character.encode())
+                for position, character in enumerate(value.strip(" \x00"))
+            )
+            or "UNKNOWN"
+        )
+        if len(expected) <= 128:
+            assert safe_component(value, "UNKNOWN") == expected, value
+        else:
+            assert len(safe_component(value, "UNKNOWN").encode()) <= 128
 
 
 def test_a_hostile_patient_id_stays_inside_the_volume() -> None:

@@ -21,6 +21,8 @@ MAX_COMPONENT = 128  # bytes; well under NAME_MAX (255) with room for ".v12.dcm"
 _KEPT = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
 _DATE = re.compile(r"^\d{8}$")
 _LEGACY_DATE = re.compile(r"^(\d{4})\.(\d{2})\.(\d{2})$")  # ACR-NEMA 2.0 style, still seen
+# the common case (UIDs, most IDs): only kept characters, no leading '.', short enough — kept as is
+_ALREADY_SAFE = re.compile(rf"[A-Za-z0-9_-][A-Za-z0-9_.-]{{0,{MAX_COMPONENT - 1}}}")
 
 
 def safe_component(value: str | None, placeholder: str) -> str:
@@ -28,6 +30,8 @@ def safe_component(value: str | None, placeholder: str) -> str:
     text = (value or "").strip(" \x00")
     if not text:
         return placeholder
+    if _ALREADY_SAFE.fullmatch(text):
+        return text
     out: list[str] = []
     for position, character in enumerate(text):
         if character in _KEPT and not (character == "." and position == 0):
