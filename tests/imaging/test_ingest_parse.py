@@ -6,6 +6,7 @@ import io
 import json
 import random
 import re
+import struct
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -14,12 +15,14 @@ from typing import Any
 import pydicom
 import pytest
 from pydicom import dcmread, dcmwrite
+from pydicom._dicom_dict import DicomDictionary
+from pydicom.datadict import keyword_for_tag
 from pydicom.uid import ExplicitVRBigEndian
 
 from medfabric.docdb.documents import encode
 from medfabric.errors import InvalidInput
 from medfabric.fs.paths import check_name, split_path
-from medfabric.imaging.ingest.attributes import dataset_json
+from medfabric.imaging.ingest.attributes import _decode_raw, dataset_json
 from medfabric.imaging.ingest.header import Truncated, read_header
 from medfabric.imaging.ingest.metadata import (
     Placement,
@@ -94,6 +97,52 @@ def test_the_direct_reader_agrees_with_pydicom_on_every_transfer_syntax(corpus: 
         syntaxes.add(header.transfer_syntax)
         assert header.attributes == dataset_json(dcmread(io.BytesIO(data), stop_before_pixels=True)), path
     assert len(syntaxes) == 5
+
+
+def _part10(elements: list[tuple[int, str, bytes]]) -> bytes:
+    """A minimal explicit VR little endian Part 10 file holding ``elements`` (tag, VR, value)."""
+
+    def element(tag: int, vr: str, value: bytes) -> bytes:
+        head = struct.pack("<HH2s", tag >> 16, tag & 0xFFFF, vr.encode())
+        if vr in ("OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"):
+            return head + struct.pack("<HI", 0, len(value)) + value
+        return head + struct.pack("<H", len(value)) + value
+
+    syntax = b"1.2.840.10008.1.2.1\x00"
+    meta = element(0x00020010, "UI", syntax)
+    return b"\x00" * 128 + b"DICM" + meta + b"".join(element(*item) for item in sorted(elements))
+
+
+def test_the_direct_reader_decodes_every_text_and_number_as_the_general_decoder_does() -> None:
+    """The reader decodes common values inline (one part, no list); on random values of every VR it
+    must give what the general decoder (``_decode_raw``, checked against pydicom elsewhere) gives."""
+    tags: dict[str, int] = {}
+    for tag, (vr, vm, _name, retired, keyword) in sorted(DicomDictionary.items()):
+        if vr in tags or retired or not keyword or vm != "1" or not 0x0008 <= tag >> 16 < 0x7FE0:
+            continue
+        if tag & 0xFFFF == 0 or tag == 0x00080005:  # group lengths; the character set changes decoding
+            continue
+        tags[vr] = tag
+    wanted = ["AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI"]
+    wanted += ["UR", "UT", "US", "UL", "FD"]
+    assert set(wanted) <= set(tags)
+    rng = random.Random(7)
+    alphabet = [" ", "\\", "\x00", "A", "z", "0", "7", ".", "-", "+", "e", "^", "=", "\u00e9"]
+    for _ in range(300):
+        elements: list[tuple[int, str, bytes]] = []
+        for vr in wanted:
+            if vr in ("US", "UL", "FD"):
+                raw = rng.randbytes(rng.choice([0, 2, 4, 8, 16]))
+            else:
+                text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 12)))
+                raw = text.encode("latin_1")
+            raw += b" " * (len(raw) % 2)
+            elements.append((tags[vr], vr, raw))
+        header = read_header(_part10(elements))
+        assert header is not None
+        for tag, vr, raw in elements:
+            expected = _decode_raw(vr, raw, True, "latin_1")
+            assert header.attributes.get(keyword_for_tag(tag)) == expected, (vr, raw)
 
 
 def test_a_prefix_parses_like_the_whole_file(corpus: list[Path]) -> None:

@@ -66,6 +66,8 @@ _VR_TABLE: dict[bytes, tuple[str, bool]] = {
 }
 # text VRs whose values are never affected by the character set and are trimmed on both sides
 _PLAIN_TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "TM", "UI"})
+# text VRs of one value that keep leading spaces (PS3.5 6.2): left to the general decoder
+_CHARSET_LONG_TEXT = frozenset({"LT", "ST", "UT"})
 _KEYWORDS: dict[int, str] = {}  # tag -> keyword (or 8 hex digits), filled as tags are met
 
 
@@ -226,7 +228,7 @@ class _Reader:
             elif vr in CHARSET_VRS:
                 if codec == "":
                     raise Unsupported("a character set this reader does not decode")
-                if vr != "LT" and vr != "ST":
+                if vr not in _CHARSET_LONG_TEXT:
                     text = raw.decode(text_codec, "replace")
                     if "\\" not in text:
                         out[keyword] = (text.rstrip(" \x00") if vr == "UC" else text.strip(" \x00")) or None
