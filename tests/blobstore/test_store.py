@@ -223,3 +223,21 @@ def test_concurrent_batches_record_only_their_own_blobs(local_fabric: Fabric) ->
         for i in range(200):
             local_fabric.fs.read(f"/v/ok{attempt}/{i}")
     assert [p for p in local_fabric.admin.fsck() if p.severity == "error"] == []
+
+
+def test_a_batch_spanning_several_packs_is_written_gathered_and_reads_back(local_fabric: Fabric) -> None:
+    """``write_many`` appends its blobs in gathered writes; a batch larger than a pack fills one pack,
+    rotates to the next mid-batch, and every file reads back, with nothing left for fsck."""
+    from medfabric.service.writes import NewFile
+
+    volume = local_fabric.volumes.create("v", "/v", replication=2, min_replication=2).volume
+    local_fabric.store.pack_target_size = 1024 * 1024  # about 15 of these 70 KB files per pack
+    bodies = {f"/v/d/f{i}": os.urandom(70_000 + i) for i in range(100)}
+    bodies.update({f"/v/d/s{i}": os.urandom(100 + i) for i in range(300)})  # many per gathered write
+    result = local_fabric.fs.write_many([NewFile(path, body) for path, body in bodies.items()], parents=True)
+    assert not result.errors
+    assert len(_pack_files(local_fabric, volume.id)) >= 2 * 7  # two replicas of at least 7 packs
+    for path, body in bodies.items():
+        assert local_fabric.fs.read(path) == body
+    assert [p for p in local_fabric.admin.fsck() if p.severity == "error"] == []
+    assert local_fabric.scrub.run().clean

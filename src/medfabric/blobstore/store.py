@@ -160,6 +160,25 @@ class BlobStore:
             backend.close()
 
 
+# A gathered write takes up to this many buffers or bytes: far fewer calls than one per record, yet
+# small enough that the kernel's copy stays fast (measured: 1 MB per call costs half the CPU of one
+# call per 64 KB record, and calls of 4 MB or more cost up to three times as much).
+_GATHER_PARTS = 64
+_GATHER_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class NewRecord:
+    """A blob for ``PackWriter.append_many``: its id, codec, plaintext length, payload (as stored)
+    and the payload's CRC-32 where the caller computed it (None: computed here, if the codec has one)."""
+
+    blob_id: bytes
+    codec: int
+    length: int
+    payload: codecs.Buffer
+    payload_crc: int | None = None
+
+
 @dataclass
 class _OpenPack:
     row: PackRow
@@ -226,6 +245,62 @@ class PackWriter:
                 location = self._append_to_upload(blob_id, codec, length, size, record)
             self._pending.setdefault(owner, []).append((blob_id, location))
             return location
+
+    def append_many(self, records: list[NewRecord], *, owner: int = 0) -> list[BlobLocation]:
+        """``append`` for many blobs at once: on a local pack, one write per few hundred records
+        (a gathered ``pwritev``) instead of one per blob, under one acquisition of the lock."""
+        if not (self.store.appendable and self.placement.packing):
+            return [
+                self.append(r.blob_id, r.codec, r.length, r.payload, owner=owner, payload_crc=r.payload_crc)
+                for r in records
+            ]
+        locations: list[BlobLocation] = []
+        with self.lock:
+            pending: list[codecs.Buffer] = []
+            pending_bytes = 0
+            pack: _OpenPack | None = None
+            for item in records:
+                head = encode_record_header(
+                    item.blob_id, item.codec, item.length, item.payload, item.payload_crc
+                )
+                size = len(head) + len(item.payload)
+                pack = self._open
+                if pack is None or (
+                    pack.size > PACK_HEADER_SIZE and pack.size + size > self.store.pack_target_size
+                ):
+                    if pack is not None:
+                        self._write_parts(pack, pending)
+                        pending, pending_bytes = [], 0
+                        self._rotate()
+                    pack = self._open = self._claim_or_create()
+                offset = pack.size
+                pending += (head, item.payload)
+                pending_bytes += size
+                pack.size += size
+                pack.added += 1
+                pack.dirty = True
+                locations.append(
+                    BlobLocation(pack.row.pack_id, offset, size - RECORD_HEADER_SIZE, item.length, item.codec)
+                )
+                if len(pending) >= _GATHER_PARTS or pending_bytes >= _GATHER_BYTES:
+                    self._write_parts(pack, pending)
+                    pending, pending_bytes = [], 0
+            if pack is not None and pending:
+                self._write_parts(pack, pending)
+            self._pending.setdefault(owner, []).extend(
+                (item.blob_id, location) for item, location in zip(records, locations, strict=True)
+            )
+        return locations
+
+    def _write_parts(self, pack: _OpenPack, parts: list[codecs.Buffer]) -> None:
+        """Append ``parts`` (records' headers and payloads, in order) to every replica of ``pack``."""
+        for location_id, handle in list(pack.handles.items()):
+            try:
+                handle.write(*parts)
+            except OSError as error:
+                self._drop_replica(pack, location_id, str(error))
+        if not pack.handles:
+            raise Unavailable(f"no data directory accepted a write to pack {pack.row.pack_id}")
 
     def _append_to_open_pack(
         self, blob_id: bytes, codec: int, length: int, size: int, record: tuple[bytes, codecs.Buffer]

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from medfabric.blobstore import codec as codecs
 from medfabric.blobstore import index
 from medfabric.blobstore.index import BlobLocation, FlushResult
-from medfabric.blobstore.store import BlobStore, Placement
+from medfabric.blobstore.store import BlobStore, NewRecord, Placement
 from medfabric.catalog.engine import chunked
 from medfabric.catalog.schema import blobs, contents, extents
 
@@ -169,6 +169,7 @@ class ContentBuilder:
 
         encoded = dict(zip([item.blob_id for item in to_encode], self._map(encode, to_encode), strict=True))
         results = [PreparedContent(len(body), [], None) for body in bodies]
+        new_records: list[NewRecord] = []
         for (number, offset, _chunk), item in zip(pieces, hashed, strict=True):
             if not item.zero and item.blob_id not in self._known:
                 self._known.add(item.blob_id)
@@ -176,10 +177,9 @@ class ContentBuilder:
                     self._reused.append(item.blob_id)
                 else:
                     codec, payload, crc = encoded[item.blob_id]
-                    self.writer.append(
-                        item.blob_id, codec, item.length, payload, owner=self.owner, payload_crc=crc
-                    )
+                    new_records.append(NewRecord(item.blob_id, codec, item.length, payload, crc))
             results[number].extents.append(Extent(offset, item.length, None if item.zero else item.blob_id))
+        self.writer.append_many(new_records, owner=self.owner)
         for number, (result, body) in enumerate(zip(results, bodies, strict=True)):
             if len(body) > self.chunk_size:
                 continue  # a whole-file digest would cost a pass over a large body: left unknown
