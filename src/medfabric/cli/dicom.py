@@ -17,6 +17,7 @@ from medfabric.cli.common import command, emit, json_option, open_fabric, opt, p
 
 if TYPE_CHECKING:
     from medfabric.imaging.ingest.model import IngestReport
+    from medfabric.service.fabric import Fabric
 
 
 @click.group("dicom")
@@ -83,34 +84,11 @@ def import_(
 
     Example: medfabric dicom import /mnt/cd/DICOM ./exports -volume mri_studies
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     with open_fabric() as fabric:
-        bar = Progress(
-            TextColumn("import"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            disable=json,
-            transient=False,
-        )
-        task = bar.add_task("import", total=None, rate="")
-        with bar:
-            report = fabric.dicom.import_paths(
-                paths,
-                volume=volume,
-                policy=policy,
-                workers=workers,
-                on_start=lambda total: bar.update(task, total=total),
-                progress=lambda files, size: bar.update(
-                    task,
-                    completed=files,
-                    rate=f"{size / 1e6 / max(bar.tasks[0].elapsed or 1e-9, 1e-9):.0f} MB/s",
-                ),
-            )
+        if json:  # no bar: nothing of rich is loaded (its import is a noticeable part of a short run)
+            report = fabric.dicom.import_paths(paths, volume=volume, policy=policy, workers=workers)
+        else:
+            report = _import_with_bar(fabric, paths, volume, policy, workers)
     code = _exit_code(report, strict)
     if json:
         from medfabric.cli.common import envelope, print_json
@@ -122,6 +100,37 @@ def import_(
     else:
         _print_report(report, "Imported")
     sys.exit(code)
+
+
+def _import_with_bar(
+    fabric: Fabric, paths: tuple[str, ...], volume: str | None, policy: str | None, workers: int | None
+) -> IngestReport:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(
+        TextColumn("import"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+    task = bar.add_task("import", total=None, rate="")
+    with bar:
+        return fabric.dicom.import_paths(
+            paths,
+            volume=volume,
+            policy=policy,
+            workers=workers,
+            on_start=lambda total: bar.update(task, total=total),
+            progress=lambda files, size: bar.update(
+                task,
+                completed=files,
+                rate=f"{size / 1e6 / max(bar.tasks[0].elapsed or 1e-9, 1e-9):.0f} MB/s",
+            ),
+        )
 
 
 @command(dicom, "watch")
