@@ -247,8 +247,8 @@ class PackWriter:
             return location
 
     def append_many(self, records: list[NewRecord], *, owner: int = 0) -> list[BlobLocation]:
-        """``append`` for many blobs at once: on a local pack, one write per few hundred records
-        (a gathered ``pwritev``) instead of one per blob, under one acquisition of the lock."""
+        """``append`` for many blobs at once: on a local pack, one gathered write (``pwritev``) per
+        megabyte or 32 records instead of one per blob, under one acquisition of the lock."""
         if not (self.store.appendable and self.placement.packing):
             return [
                 self.append(r.blob_id, r.codec, r.length, r.payload, owner=owner, payload_crc=r.payload_crc)
