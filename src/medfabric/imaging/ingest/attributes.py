@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import math
 import struct
-from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydicom.charset import python_encoding
-from pydicom.datadict import dictionary_VR, keyword_for_tag
-from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
-from pydicom.tag import BaseTag
-from pydicom.valuerep import PersonName
+from medfabric.imaging import dictionary
+
+if TYPE_CHECKING:  # pydicom is imported where a data set from it is converted, not on the hot path
+    from pydicom.dataelem import DataElement
+    from pydicom.dataset import Dataset
+    from pydicom.tag import BaseTag
 
 BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW", "US or SS or OW"})
 CHARSET_VRS = frozenset({"SH", "LO", "ST", "LT", "UC", "UT", "PN"})
@@ -51,21 +49,16 @@ def dataset_json(ds: Dataset, codec: str | None = None) -> dict[str, Any]:
     return result
 
 
-@lru_cache(maxsize=8192)
-def _keyword(tag: int) -> str:
-    return keyword_for_tag(tag) or f"{tag:08X}"
-
-
-@lru_cache(maxsize=8192)
-def _dictionary_vr(tag: int) -> str:
-    try:
-        return str(dictionary_VR(tag))
-    except KeyError:
-        return "UN"
+_keyword = dictionary.keyword  # tag -> keyword, or its 8 hex digits
+_dictionary_vr = dictionary.dictionary_vr  # tag -> VR in the dictionary, "UN" when unknown
 
 
 def _codec_of(ds: Dataset, inherited: str | None) -> str | None:
     """The one Python codec for text in ``ds``, or None where pydicom must decode (code extensions)."""
+    from pydicom.charset import python_encoding
+    from pydicom.multival import MultiValue
+    from pydicom.tag import BaseTag
+
     if SPECIFIC_CHARACTER_SET not in ds._dict:
         return inherited if inherited is not None else "latin_1"
     element = ds._dict[BaseTag(SPECIFIC_CHARACTER_SET)]
@@ -83,6 +76,8 @@ def _codec_of(ds: Dataset, inherited: str | None) -> str | None:
 
 
 def _element_value(ds: Dataset, tag: BaseTag, element: Any, codec: str | None) -> Any:
+    from pydicom.dataelem import RawDataElement
+
     if isinstance(element, RawDataElement) and element.value is not None:
         vr = str(element.VR) if element.VR else _dictionary_vr(int(tag))
         if vr == "UN" and not tag.is_private and _dictionary_vr(int(tag)) != "UN":
@@ -149,6 +144,8 @@ def _finite(number: float) -> float | None:
 
 def element_json(element: DataElement, codec: str | None = None) -> Any:
     """A decoded element's value as plain JSON, or ``_SKIP`` for bulk data."""
+    from pydicom.multival import MultiValue
+
     vr = element.VR
     if vr in BULK_VRS:
         return _SKIP
@@ -163,6 +160,9 @@ def element_json(element: DataElement, codec: str | None = None) -> Any:
 
 
 def _scalar(value: Any) -> Any:
+    from pydicom.tag import BaseTag
+    from pydicom.valuerep import PersonName
+
     if isinstance(value, PersonName):
         return str(value)
     if isinstance(value, BaseTag):  # AT: before int, which it subclasses

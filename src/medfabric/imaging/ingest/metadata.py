@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from typing import Any
-
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING, Any
 
 from medfabric.docdb.documents import EncodedDocument, encode_body
 from medfabric.errors import InvalidInput
 from medfabric.imaging.ingest.model import ParsedInstance
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 HOT_FIELDS = (
     "patient_id",

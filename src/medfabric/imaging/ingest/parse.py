@@ -11,13 +11,9 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import blake3
-from pydicom import dcmread
-from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID
 
 from medfabric.imaging.ingest.attributes import dataset_json
 from medfabric.imaging.ingest.header import IMPLICIT_LITTLE, Truncated, read_header
@@ -31,6 +27,9 @@ from medfabric.imaging.ingest.model import (
     ParsedInstance,
     Rejection,
 )
+
+if TYPE_CHECKING:  # pydicom is imported on the general path only (see medfabric.imaging.dictionary)
+    from pydicom.dataset import Dataset
 
 PREAMBLE = 128
 MAGIC = b"DICM"
@@ -51,9 +50,8 @@ REQUIRED = (
     ("SOPClassUID", "sop_class_uid"),
 )
 
-# What pydicom raises on malformed input: it has no single base class for these.
+# What reading malformed input raises (pydicom adds its InvalidDicomError): no single base class.
 PARSE_ERRORS: tuple[type[Exception], ...] = (
-    InvalidDicomError,
     EOFError,
     ValueError,
     struct.error,
@@ -141,10 +139,14 @@ def with_digest(parsed: ParsedInstance, data: bytes) -> ParsedInstance:
 
 def _parse_with_pydicom(data: bytes, with_attributes: bool) -> ParsedInstance | Rejection:
     """The general path (big endian, deflate, ISO 2022 character sets, unusual structures)."""
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
+    errors: tuple[type[Exception], ...] = (InvalidDicomError, *PARSE_ERRORS)
     stream = io.BytesIO(data)
     try:
         ds = dcmread(stream, stop_before_pixels=True)
-    except PARSE_ERRORS as error:
+    except errors as error:
         return Rejection(UNREADABLE, f"the DICOM header cannot be read: {_first_line(error)}")
     header_length = stream.tell()
     try:
@@ -154,7 +156,7 @@ def _parse_with_pydicom(data: bytes, with_attributes: bool) -> ParsedInstance | 
         attributes = dataset_json(ds)
         problem = _truncation(ds, data, header_length, transfer_syntax, attributes)
         return _finish(data, problem, attributes, transfer_syntax, header_length, with_attributes)
-    except PARSE_ERRORS as error:
+    except errors as error:
         return Rejection(UNREADABLE, f"the DICOM header cannot be decoded: {_first_line(error)}")
 
 
@@ -255,6 +257,8 @@ def _is_image_storage(sop_class_uid: str | None) -> bool:
     """Image Storage SOP Classes (PS3.4 B.5) carry Pixel Data: one without it was cut short."""
     if not sop_class_uid:
         return False
+    from pydicom.uid import UID
+
     name = UID(sop_class_uid).name
     return "Image Storage" in name and "Raw" not in name
 
