@@ -241,3 +241,33 @@ def test_a_batch_spanning_several_packs_is_written_gathered_and_reads_back(local
         assert local_fabric.fs.read(path) == body
     assert [p for p in local_fabric.admin.fsck() if p.severity == "error"] == []
     assert local_fabric.scrub.run().clean
+
+
+def test_sealed_packs_leave_the_page_cache_and_still_read_back(
+    local_fabric: Fabric, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bulk write does not grow the page cache by its size: each pack, once sealed and durable, is
+    released (``posix_fadvise(DONTNEED)``); the open pack is not. Reads are unaffected."""
+    from medfabric.blobstore.local import LocalAppendHandle
+    from medfabric.service.writes import NewFile
+
+    released: list[str] = []
+    original = LocalAppendHandle.release_cache
+
+    def spy(handle: LocalAppendHandle) -> None:
+        released.append(handle._path.stem)
+        original(handle)
+
+    monkeypatch.setattr(LocalAppendHandle, "release_cache", spy)
+    volume = local_fabric.volumes.create("v", "/v", replication=1, min_replication=1).volume
+    local_fabric.store.pack_target_size = 1024 * 1024
+    bodies = {f"/v/f{i}": os.urandom(100_000) for i in range(60)}
+    for start in range(0, 60, 10):  # six batches: packs fill and seal along the way
+        names = list(bodies)[start : start + 10]
+        local_fabric.fs.write_many([NewFile(path, bodies[path]) for path in names])
+    packs = {path.stem for path in _pack_files(local_fabric, volume.id)}
+    assert len(packs) >= 5
+    assert set(released) < packs  # every released pack is one of the volume's; the open one is not
+    assert len(set(released)) >= len(packs) - 2  # sealed packs are released once their fsync is done
+    for path, body in bodies.items():
+        assert local_fabric.fs.read(path) == body

@@ -49,6 +49,9 @@ class AppendHandle(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    def release_cache(self) -> None:  # noqa: B027 - optional: most backends hold no cache to release
+        """The object is complete and durable: let the operating system drop its cached pages."""
+
 
 class Backend(abc.ABC):
     """One storage location: a data directory, or a bucket of an S3-compatible store."""

@@ -493,6 +493,7 @@ class PackWriter:
         for pack in self._closing:
             if all(future.done() for future in pack.syncs):
                 for handle in pack.handles.values():
+                    handle.release_cache()
                     handle.close()
             else:
                 still.append(pack)
