@@ -24,16 +24,23 @@ def _load() -> ModuleType:
     loaded = sys.modules.get("pydicom._dicom_dict")
     if loaded is not None:
         return loaded
-    package = importlib.util.find_spec("pydicom")  # finds the package without running its __init__
-    if package is None or not package.submodule_search_locations:
-        raise ImportError("pydicom is not installed")
-    path = Path(next(iter(package.submodule_search_locations))) / "_dicom_dict.py"
-    spec = importlib.util.spec_from_file_location("medfabric.imaging._pydicom_dicom_dict", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    try:
+        package = importlib.util.find_spec("pydicom")  # finds the package without running its __init__
+        if package is None or not package.submodule_search_locations:
+            raise ImportError("pydicom is not installed")
+        path = Path(next(iter(package.submodule_search_locations))) / "_dicom_dict.py"
+        spec = importlib.util.spec_from_file_location("medfabric.imaging._pydicom_dicom_dict", path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {path}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        if not isinstance(getattr(module, "DicomDictionary", None), dict):
+            raise ImportError(f"{path} holds no DicomDictionary")
+        return module
+    except (ImportError, OSError, SyntaxError):  # a pydicom laid out otherwise: the ordinary, slower way
+        import pydicom._dicom_dict
+
+        return pydicom._dicom_dict
 
 
 _TABLE = _load()
