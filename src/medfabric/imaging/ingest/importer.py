@@ -217,7 +217,10 @@ def _parse_all(files: list[Path], workers: int | None) -> Iterator[_Parsed]:
     count = workers if workers is not None else (os.cpu_count() or 1)
     if count <= 0 or len(names) < INLINE_BELOW:
         for name in names:
-            yield from parse_files([name])
+            with warnings.catch_warnings():  # as the workers do (_quiet): the reasons are in the report
+                warnings.simplefilter("ignore")
+                parsed = parse_files([name])
+            yield from parsed
         return
     jobs = [names[start : start + JOB_FILES] for start in range(0, len(names), JOB_FILES)]
     window = max(4, BATCH_FILES // JOB_FILES + 2 * count)  # enough to keep parsing during a batch write
