@@ -236,13 +236,12 @@ class PackWriter:
     ) -> BlobLocation:
         """Queue a blob for ``owner``'s next flush; the location is valid once that flush returns.
         ``payload_crc``: the payload's CRC-32, if the caller computed it (in parallel) already."""
+        if self.store.appendable and self.placement.packing:
+            return self.append_many([NewRecord(blob_id, codec, length, payload, payload_crc)], owner=owner)[0]
         record = (encode_record_header(blob_id, codec, length, payload, payload_crc), payload)
         size = len(record[0]) + len(payload)
         with self.lock:
-            if self.store.appendable and self.placement.packing:
-                location = self._append_to_open_pack(blob_id, codec, length, size, record)
-            else:
-                location = self._append_to_upload(blob_id, codec, length, size, record)
+            location = self._append_to_upload(blob_id, codec, length, size, record)
             self._pending.setdefault(owner, []).append((blob_id, location))
             return location
 
@@ -301,32 +300,6 @@ class PackWriter:
                 self._drop_replica(pack, location_id, str(error))
         if not pack.handles:
             raise Unavailable(f"no data directory accepted a write to pack {pack.row.pack_id}")
-
-    def _append_to_open_pack(
-        self, blob_id: bytes, codec: int, length: int, size: int, record: tuple[bytes, codecs.Buffer]
-    ) -> BlobLocation:
-        pack = self._open
-        if (
-            pack is not None
-            and pack.size > PACK_HEADER_SIZE
-            and pack.size + size > self.store.pack_target_size
-        ):
-            self._rotate()
-            pack = None
-        if pack is None:
-            pack = self._open = self._claim_or_create()
-        offset = pack.size
-        for location_id, handle in list(pack.handles.items()):
-            try:
-                handle.write(*record)
-            except OSError as error:
-                self._drop_replica(pack, location_id, str(error))
-        if not pack.handles:
-            raise Unavailable(f"no data directory accepted a write to pack {pack.row.pack_id}")
-        pack.size += size
-        pack.added += 1
-        pack.dirty = True
-        return BlobLocation(pack.row.pack_id, offset, size - RECORD_HEADER_SIZE, length, codec)
 
     def _append_to_upload(
         self, blob_id: bytes, codec: int, length: int, size: int, record: tuple[bytes, codecs.Buffer]
