@@ -32,6 +32,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from medfabric.blobstore.local import fsync_directory
+
 SUFFIX = ".journal"
 FRAME_HEAD = struct.Struct("<I16s")
 GROWTH = 4 * 1024 * 1024  # preallocated in steps of this much
@@ -79,7 +81,7 @@ class Journal:
             self.end = 0  # where the next frame goes
             self.allocated = 0
             self._grow(GROWTH)
-            _fsync_directory(directory)  # the journal itself survives a crash
+            fsync_directory(directory)  # the journal itself survives a crash
         except BaseException:
             os.close(self.fd)
             raise
@@ -161,11 +163,3 @@ def journals(directory: Path) -> list[Path]:
     if not directory.is_dir():
         return []
     return sorted(directory.glob(f"*{SUFFIX}"))
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
