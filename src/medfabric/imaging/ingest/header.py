@@ -68,12 +68,6 @@ _VR_TABLE: dict[bytes, tuple[str, bool]] = {
 _PLAIN_TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "TM", "UI"})
 # text VRs of one value that keep leading spaces (PS3.5 6.2): left to the general decoder
 _CHARSET_LONG_TEXT = frozenset({"LT", "ST", "UT"})
-_KEYWORDS: dict[int, str] = {}  # tag -> keyword (or 8 hex digits), filled as tags are met
-
-
-def _keyword_of(tag: int) -> str:
-    keyword = _KEYWORDS[tag] = _keyword(tag)
-    return keyword
 
 
 class Truncated(Exception):
@@ -153,7 +147,7 @@ class _Reader:
 
         The hot loop of ingest (every element of every instance passes here once), written for speed:
         one struct unpack per element header, the VR looked up in a table, keywords and dictionary VRs
-        from module-level caches, text values of one part decoded without building lists."""
+        from the dictionary's caches, text values of one part decoded without building lists."""
         if depth > _MAX_DEPTH:
             raise Unsupported("sequences nested too deep")
         data = self.data
@@ -161,7 +155,6 @@ class _Reader:
         implicit = self.implicit
         unpack_element = _ELEMENT.unpack_from
         unpack_u32 = _U32.unpack_from
-        keywords = _KEYWORDS
         vr_table = _VR_TABLE
         text_codec = codec or "latin_1"
         while position < end:
@@ -204,7 +197,7 @@ class _Reader:
                 items: list[dict[str, Any]] = []
                 position = self._sequence(start, length, items, codec, depth)
                 if element != 0 and group not in (0x0002, 0xFFFC):
-                    out[keywords.get(tag) or _keyword_of(tag)] = items
+                    out[_keyword(tag)] = items
                 continue
             if length == UNDEFINED:
                 raise Unsupported(f"undefined length for ({group:04X},{element:04X})")
@@ -219,7 +212,7 @@ class _Reader:
                 text_codec = codec or "latin_1"
             elif tag == PIXEL_REPRESENTATION and length >= 2:
                 self.pixel_representation = _U16.unpack_from(raw)[0]
-            keyword = keywords.get(tag) or _keyword_of(tag)
+            keyword = _keyword(tag)
             if vr in _PLAIN_TEXT_VRS:
                 text = raw.decode("latin_1")
                 if "\\" not in text:
