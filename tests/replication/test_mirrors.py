@@ -13,7 +13,9 @@ import sqlalchemy as sa
 from medfabric.catalog.schema import blobs
 from medfabric.errors import Conflict, InvalidInput, ReadOnly
 from medfabric.replication import sync as sync_module
+from medfabric.replication.transport import CommitResult, SyncTicket
 from medfabric.service.fabric import Fabric
+from medfabric.service.mirror_peer import MirrorPeer
 from medfabric.service.writes import NewFile
 from tests.conftest import make_fabric
 from tests.replication.common import no_errors, view
@@ -262,3 +264,37 @@ def test_an_encrypted_source_is_refused_clearly(source: Fabric, dr: Fabric) -> N
         dr.mirrors.start("sealed_dr")
     assert dr.mirrors.status("sealed_dr").state == "failed"
     assert [s.name for s in source.snapshots.list("sealed")] == []  # it took no source snapshot
+
+
+def test_snapshots_left_by_syncs_killed_after_their_commit_are_removed_later(
+    source: Fabric, dr: Fabric, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync killed after its commit, before it removed the older source snapshot, leaves it to
+    the next sync; if that one is killed at the same point too, neither snapshot may be forgotten."""
+    dr.mirrors.start("mri_dr")
+    real_commit, real_drop = MirrorPeer.commit, MirrorPeer.drop_snapshot
+    committed = {"now": False}
+
+    def commit(self: MirrorPeer, ticket: SyncTicket, source_next_counter: int) -> CommitResult:
+        result = real_commit(self, ticket, source_next_counter)
+        committed["now"] = True
+        return result
+
+    def drop(self: MirrorPeer, volume: str, name: str) -> None:
+        if committed["now"]:
+            raise KeyboardInterrupt("killed")  # as a kill right after the commit would
+        real_drop(self, volume, name)
+
+    monkeypatch.setattr(MirrorPeer, "commit", commit)
+    monkeypatch.setattr(MirrorPeer, "drop_snapshot", drop)
+    for step in range(3):
+        source.fs.write(f"/mri/killed{step}.dcm", os.urandom(2000))
+        committed["now"] = False
+        with pytest.raises(KeyboardInterrupt):
+            dr.mirrors.start("mri_dr")
+        assert view(dr, "/mri") == view(source, "/mri")  # committed all the same
+        assert len(source.snapshots.list("mri")) == 2  # the one shown, and one left to remove
+    monkeypatch.setattr(MirrorPeer, "drop_snapshot", real_drop)
+    final = dr.mirrors.start("mri_dr")
+    assert [s.name for s in source.snapshots.list("mri")] == [final.snapshot]
+    assert view(dr, "/mri") == view(source, "/mri") and dr.mirrors.verify("mri_dr").ok

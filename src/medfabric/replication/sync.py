@@ -96,6 +96,11 @@ class MirrorSync:
             raise
         try:
             ticket = self._prepare(source, ticket)
+            # A source snapshot an earlier sync could not remove goes now, before this sync's commit
+            # names a newer one stale: the row remembers one stale snapshot, not a list of them.
+            if ticket.stale_snapshot not in (None, ticket.snapshot, ticket.synced_snapshot):
+                assert ticket.stale_snapshot is not None
+                source.drop_snapshot(ticket.source.volume, ticket.stale_snapshot)
             for attempt in range(2):
                 try:
                     ticket, stopped = self._transfer(source, ticket)
