@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from medfabric.imaging.ingest.importer import _item, collect_files, import_files, parse_files
+from medfabric.imaging.ingest.importer import _item, collect_files, import_files, parse_files, read_file
 from medfabric.imaging.ingest.model import IngestItem, IngestReport
 from medfabric.imaging.synth import generate_corpus, generate_ct_series_bulk, write_bad_files
 from medfabric.service.fabric import Fabric, open_fabric
@@ -67,6 +67,29 @@ def test_a_file_changed_after_parsing_is_parsed_again(tmp_path: Path) -> None:
     files = collect_files([tmp_path])
     import_files(files, ingest, workers=2, batch_files=7)  # several batches, written by the writer thread
     assert len(offered) == len(files) - 1  # corpus.json was rejected before ingest
+
+
+def test_read_file_takes_the_whole_file_whatever_its_size_became(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    data = os.urandom(300_000)
+    path.write_bytes(data)
+    assert read_file(str(path), len(data)) == data  # as parsed: one read
+    assert read_file(str(path), 1000) == data  # it grew since: all of it, not the size parsed
+    assert read_file(str(path), 5_000_000) == data  # it shrank
+    path.write_bytes(b"")
+    assert read_file(str(path), 10) == b""
+    with pytest.raises(FileNotFoundError):
+        read_file(str(tmp_path / "gone"), 10)
+
+
+def test_the_origin_is_the_resolved_path_of_the_file(tmp_path: Path) -> None:
+    generate_corpus(tmp_path / "real", patients=1, seed=3, size="small")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    first = next(path for path in collect_files([tmp_path / "link"]) if path.suffix == ".dcm")
+    (parsed,) = parse_files([str(first)])
+    assert parsed.origin.startswith("file://") and parsed.origin.endswith(
+        str((tmp_path / "real").resolve() / first.relative_to(tmp_path / "link"))
+    )
 
 
 @pytest.mark.slow

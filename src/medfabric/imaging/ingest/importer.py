@@ -21,7 +21,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from medfabric.errors import NotFound
@@ -53,6 +53,7 @@ class _Parsed:
     path: str
     outcome: ParsedInstance | Rejection
     header: bytes  # the bytes that were parsed, to check the main process reads the same file
+    origin: str = ""  # the file's URI (symbolic links resolved), worked out by the parsing worker
 
 
 def collect_files(paths: list[Path]) -> list[Path]:
@@ -91,18 +92,13 @@ def import_files(
         if progress is not None:
             progress(counted[0], counted[1])
 
-    resolved_dirs: dict[str, str] = {}
-    resolved_lock = threading.Lock()
-
     def read_and_ingest(batch: list[_Parsed]) -> IngestReport:
         """On a writer thread: read the batch's files (the GIL is released while reading, so two
         threads read at once and reading overlaps the other batch's fsync), then ingest them."""
         items: list[IngestItem] = []
         refused: list[IngestOutcome] = []
         for parsed in batch:
-            with resolved_lock:
-                origin = local_file_uri(parsed.path, resolved_dirs)
-            item_or_outcome = _item(parsed, origin)
+            item_or_outcome = _item(parsed, parsed.origin)
             if isinstance(item_or_outcome, IngestOutcome):
                 refused.append(item_or_outcome)
             else:
@@ -200,15 +196,32 @@ class _BatchWriter:
 def _item(parsed: _Parsed, origin: str) -> IngestItem | IngestOutcome:
     """The item to ingest (bytes read here), or the outcome of a file that cannot be read now."""
     assert isinstance(parsed.outcome, ParsedInstance)
+    outcome = parsed.outcome
     try:
-        data = Path(parsed.path).read_bytes()
+        data = read_file(parsed.path, outcome.size)
     except OSError as error:
         return IngestOutcome(parsed.path, "rejected", NOT_FOUND, f"cannot be read: {error.strerror}")
-    outcome = parsed.outcome
     if len(data) != outcome.size or not data.startswith(parsed.header):
         # it changed since it was parsed: the pipeline parses again
         return IngestItem(data, parsed.path, origin=origin)
     return IngestItem(data, parsed.path, outcome, origin=origin)
+
+
+def read_file(path: str, expected: int) -> bytes:
+    """The whole file, read with as few system calls as can be: it is most likely ``expected``
+    bytes long, so one read of one byte more both takes it and shows it ends there. Each call lets
+    go of the GIL and must win it back, which on a busy writer thread costs more than the call."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        data = os.read(fd, expected + 1)
+        if len(data) == expected:
+            return data
+        parts = [data]  # it grew or shrank since it was parsed (or the read was cut short): all of it
+        while chunk := os.read(fd, 1 << 20):
+            parts.append(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
 
 
 def _parse_all(files: list[Path], workers: int | None) -> Iterator[_Parsed]:
@@ -257,6 +270,7 @@ def parse_files(paths: list[str]) -> list[_Parsed]:
     """A worker's job: read the start of each file (all of it when the header needs it), parse and
     validate it; return the parses, not the bytes."""
     results: list[_Parsed] = []
+    resolved_dirs: dict[str, str] = {}  # a job's files share a few directories
     for path in paths:
         try:
             with open(path, "rb") as handle:
@@ -273,9 +287,12 @@ def parse_files(paths: list[str]) -> list[_Parsed]:
             results.append(_Parsed(path, Rejection(UNREADABLE, f"cannot be read: {error.strerror}"), b""))
             continue
         header = b""
+        origin = ""
         if isinstance(outcome, ParsedInstance):
             # the digest is the main process's to compute, from the bytes it stores
             header = data[: outcome.header_length]
-            outcome = with_attributes_text(replace(outcome, digest=b""))
-        results.append(_Parsed(path, outcome, header))
+            outcome = with_attributes_text(outcome, digest=b"")
+            origin = local_file_uri(path, resolved_dirs)
+        results.append(_Parsed(path, outcome, header, origin))
     return results
+

@@ -132,9 +132,12 @@ def parse_prefix(
     )
 
 
-def with_digest(parsed: ParsedInstance, data: bytes) -> ParsedInstance:
-    """``parsed`` with the digest of the whole file filled in (when a prefix was parsed)."""
-    return parsed if parsed.digest else replace(parsed, digest=blake3.blake3(data).digest())
+def with_digest(parsed: ParsedInstance, data: bytes, *, always: bool = False) -> ParsedInstance:
+    """``parsed`` with the digest of the whole file filled in (when a prefix was parsed; ``always``:
+    computed again whatever ``parsed`` says, as ingest does for the bytes it stores)."""
+    if parsed.digest and not always:
+        return parsed
+    return replace(parsed, digest=blake3.blake3(data).digest())
 
 
 def _parse_with_pydicom(data: bytes, with_attributes: bool) -> ParsedInstance | Rejection:

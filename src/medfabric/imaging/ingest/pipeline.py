@@ -128,9 +128,7 @@ class IngestPipeline:
         for position, item in enumerate(items):
             # the digest is always computed here, from the bytes stored: it is also their blob id
             parsed = (
-                with_digest(replace(item.parsed, digest=b""), item.data)
-                if item.parsed
-                else parse_instance(item.data)
+                with_digest(item.parsed, item.data, always=True) if item.parsed else parse_instance(item.data)
             )
             if isinstance(parsed, Rejection):
                 run.outcomes[position] = IngestOutcome(item.source, "rejected", parsed.reason, parsed.message)
