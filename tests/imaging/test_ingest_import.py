@@ -55,7 +55,7 @@ def test_a_file_changed_after_parsing_is_parsed_again(tmp_path: Path) -> None:
     first, second = [path for path in collect_files([tmp_path]) if path.suffix == ".dcm"][:2]
     parses = parse_files([str(first), str(second)])
     second.write_bytes(first.read_bytes())  # replaced between the worker's parse and the main read
-    unchanged, changed = _item(parses[0], "file:first"), _item(parses[1], "file:second")
+    unchanged, changed = _item(parses[0]), _item(parses[1])
     assert isinstance(unchanged, IngestItem) and unchanged.parsed is not None
     assert isinstance(changed, IngestItem) and changed.parsed is None  # the pipeline parses what it got
     offered: list[IngestItem] = []

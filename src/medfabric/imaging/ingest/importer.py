@@ -98,7 +98,7 @@ def import_files(
         items: list[IngestItem] = []
         refused: list[IngestOutcome] = []
         for parsed in batch:
-            item_or_outcome = _item(parsed, parsed.origin)
+            item_or_outcome = _item(parsed)
             if isinstance(item_or_outcome, IngestOutcome):
                 refused.append(item_or_outcome)
             else:
@@ -193,7 +193,7 @@ class _BatchWriter:
                 self.failed.set()
 
 
-def _item(parsed: _Parsed, origin: str) -> IngestItem | IngestOutcome:
+def _item(parsed: _Parsed) -> IngestItem | IngestOutcome:
     """The item to ingest (bytes read here), or the outcome of a file that cannot be read now."""
     assert isinstance(parsed.outcome, ParsedInstance)
     outcome = parsed.outcome
@@ -203,8 +203,8 @@ def _item(parsed: _Parsed, origin: str) -> IngestItem | IngestOutcome:
         return IngestOutcome(parsed.path, "rejected", NOT_FOUND, f"cannot be read: {error.strerror}")
     if len(data) != outcome.size or not data.startswith(parsed.header):
         # it changed since it was parsed: the pipeline parses again
-        return IngestItem(data, parsed.path, origin=origin)
-    return IngestItem(data, parsed.path, outcome, origin=origin)
+        return IngestItem(data, parsed.path, origin=parsed.origin)
+    return IngestItem(data, parsed.path, outcome, origin=parsed.origin)
 
 
 def read_file(path: str, expected: int) -> bytes:
@@ -295,4 +295,3 @@ def parse_files(paths: list[str]) -> list[_Parsed]:
             origin = local_file_uri(path, resolved_dirs)
         results.append(_Parsed(path, outcome, header, origin))
     return results
-
