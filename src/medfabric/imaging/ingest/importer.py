@@ -289,9 +289,9 @@ def parse_files(paths: list[str]) -> list[_Parsed]:
         header = b""
         origin = ""
         if isinstance(outcome, ParsedInstance):
-            # the digest is the main process's to compute, from the bytes it stores
+            # (the digest is the main process's to compute, always, from the bytes it stores)
             header = data[: outcome.header_length]
-            outcome = with_attributes_text(outcome, digest=b"")
+            outcome = with_attributes_text(outcome)
             origin = local_file_uri(path, resolved_dirs)
         results.append(_Parsed(path, outcome, header, origin))
     return results

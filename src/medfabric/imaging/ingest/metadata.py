@@ -79,16 +79,15 @@ def metadata_document(dataset: Dataset | ParsedInstance, placement: Placement) -
     return document
 
 
-def with_attributes_text(parsed: ParsedInstance, **changes: Any) -> ParsedInstance:
-    """``parsed`` carrying its attributes as JSON text instead of a dict (and ``changes``, made in
-    the same copy): a parsing worker does the encoding, and sends the main process a string, which
-    is much cheaper to pass than the dict."""
+def with_attributes_text(parsed: ParsedInstance) -> ParsedInstance:
+    """``parsed`` carrying its attributes as JSON text instead of a dict: a parsing worker does the
+    encoding, and sends the main process a string, which is much cheaper to pass than the dict."""
     own = set(HOT_FIELDS)
     try:
         text = encode_body({key: value for key, value in parsed.attributes.items() if key not in own})
     except InvalidInput:
-        return replace(parsed, **changes) if changes else parsed  # the main process reports it
-    return replace(parsed, attributes={}, attributes_text=text, **changes)
+        return parsed  # the main process reports it
+    return replace(parsed, attributes={}, attributes_text=text)
 
 
 def metadata_encoded(parsed: ParsedInstance, placement: Placement) -> EncodedDocument:
