@@ -42,7 +42,7 @@ Ingest = Callable[[list[IngestItem]], IngestReport]
 Progress = Callable[[int, int], None]  # (files done, bytes done)
 
 BATCH_FILES = 256
-BATCH_BYTES = 64 * 1024 * 1024
+BATCH_BYTES = 128 * 1024 * 1024  # two writers hold a batch's bytes each: 256 MB at most
 JOB_FILES = 16
 HEADER_READ = 64 * 1024  # what a worker reads first: the header of almost every instance
 INLINE_BELOW = 48  # fewer files than this are parsed in-process: a pool costs more to start
