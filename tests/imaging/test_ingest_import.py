@@ -92,6 +92,31 @@ def test_the_origin_is_the_resolved_path_of_the_file(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_fifos_devices_and_dangling_links_are_rejected_without_blocking(tmp_path: Path, workers: int) -> None:
+    """Opening a FIFO for reading waits for a writer and a device may never end: the import must
+    report them and go on (with a pool of workers too, which takes 48 files or more)."""
+    generate_ct_series_bulk(tmp_path / "in", instances=48, size="small", workers=1)
+    os.mkfifo(tmp_path / "in" / "pipe.dcm")
+    (tmp_path / "in" / "zero.dcm").symlink_to("/dev/zero")
+    (tmp_path / "in" / "dangling.dcm").symlink_to(tmp_path / "nowhere")
+    offered: list[IngestItem] = []
+
+    def ingest(items: list[IngestItem]) -> IngestReport:
+        offered.extend(items)
+        return IngestReport()
+
+    report = import_files(collect_files([tmp_path / "in"]), ingest, workers=workers)
+    reasons = {Path(outcome.source).name: outcome.reason for outcome in report.outcomes}
+    assert reasons["pipe.dcm"] == reasons["zero.dcm"] == "not_a_file"
+    assert reasons["dangling.dcm"] == "not_found"
+    instances = [path for path in collect_files([tmp_path / "in"]) if path.suffix == ".dcm"]
+    assert len(offered) == len(instances) - 3
+    # named on the command line, a FIFO is reported too (not "no such file")
+    alone = import_files(collect_files([tmp_path / "in" / "pipe.dcm"]), ingest, workers=workers)
+    assert [outcome.reason for outcome in alone.outcomes] == ["not_a_file"]
+
+
 @pytest.mark.slow
 def test_an_import_killed_midway_resumes_without_duplicates_or_losses(tmp_path: Path) -> None:
     source = tmp_path / "ct"

@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import stat
 import threading
 import time
 import warnings
@@ -28,6 +29,7 @@ from medfabric.errors import NotFound
 from medfabric.fs.paths import local_file_uri
 from medfabric.imaging.ingest.metadata import with_attributes_text
 from medfabric.imaging.ingest.model import (
+    NOT_A_FILE,
     NOT_FOUND,
     UNREADABLE,
     IngestItem,
@@ -60,10 +62,12 @@ def collect_files(paths: list[Path]) -> list[Path]:
     """Every regular file under ``paths`` (recursively, sorted, hidden names skipped)."""
     found: list[Path] = []
     for root in paths:
-        if root.is_file():
+        if root.is_dir():
+            pass
+        elif root.exists():  # a file; or a FIFO, socket or device, which parsing reports
             found.append(root)
             continue
-        if not root.is_dir():
+        else:
             raise NotFound(f"{root}: no such file or directory")
         for directory, names, files in os.walk(root):
             names[:] = sorted(name for name in names if not name.startswith("."))
@@ -199,6 +203,8 @@ def _item(parsed: _Parsed) -> IngestItem | IngestOutcome:
     outcome = parsed.outcome
     try:
         data = read_file(parsed.path, outcome.size)
+    except NotARegularFile as error:  # replaced since it was parsed
+        return IngestOutcome(parsed.path, "rejected", NOT_A_FILE, str(error))
     except OSError as error:
         return IngestOutcome(parsed.path, "rejected", NOT_FOUND, f"cannot be read: {error.strerror}")
     if len(data) != outcome.size or not data.startswith(parsed.header):
@@ -211,7 +217,7 @@ def read_file(path: str, expected: int) -> bytes:
     """The whole file, read with as few system calls as can be: it is most likely ``expected``
     bytes long, so one read of one byte more both takes it and shows it ends there. Each call lets
     go of the GIL and must win it back, which on a busy writer thread costs more than the call."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    fd = open_regular(path)
     try:
         data = os.read(fd, expected + 1)
         if len(data) == expected:
@@ -222,6 +228,27 @@ def read_file(path: str, expected: int) -> bytes:
         return b"".join(parts)
     finally:
         os.close(fd)
+
+
+class NotARegularFile(OSError):
+    """A FIFO, socket or device where a file was expected."""
+
+
+def open_regular(path: str) -> int:
+    """A descriptor to read ``path``, which must be a regular file (symbolic links followed).
+    Opened without blocking and checked before anything is read: opening a FIFO for reading waits
+    for a writer, and reading a device may never end, either of which would hang the import."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise NotARegularFile(f"not a regular file: {kind}")
+    return fd
 
 
 def _parse_all(files: list[Path], workers: int | None) -> Iterator[_Parsed]:
@@ -273,7 +300,7 @@ def parse_files(paths: list[str]) -> list[_Parsed]:
     resolved_dirs: dict[str, str] = {}  # a job's files share a few directories
     for path in paths:
         try:
-            with open(path, "rb") as handle:
+            with open(open_regular(path), "rb") as handle:
                 size = os.fstat(handle.fileno()).st_size
                 data = handle.read(HEADER_READ)
                 outcome = parse_prefix(data, size)
@@ -281,7 +308,13 @@ def parse_files(paths: list[str]) -> list[_Parsed]:
                     data += handle.read()
                     outcome = parse_instance(data)
         except FileNotFoundError:
-            results.append(_Parsed(path, Rejection(NOT_FOUND, "the file vanished before it was read"), b""))
+            gone = "the file vanished before it was read"
+            if os.path.islink(path):
+                gone = "a symbolic link to nothing"
+            results.append(_Parsed(path, Rejection(NOT_FOUND, gone), b""))
+            continue
+        except NotARegularFile as error:
+            results.append(_Parsed(path, Rejection(NOT_A_FILE, str(error)), b""))
             continue
         except OSError as error:
             results.append(_Parsed(path, Rejection(UNREADABLE, f"cannot be read: {error.strerror}"), b""))

@@ -20,6 +20,7 @@ CONFLICT = "conflict"  # another object is stored under the SOP Instance UID (po
 PATH_CONFLICT = "path_conflict"  # a file that the index does not know is in the way
 UNROUTED = "unrouted"  # no routing rule matched and there is no default volume
 NOT_FOUND = "not_found"  # the file vanished before it could be read
+NOT_A_FILE = "not_a_file"  # a FIFO, socket or device: reading it could block or never end
 DICOMDIR = "dicomdir"  # a media directory (PS3.10), not an instance
 
 Status = Literal["stored", "duplicate", "rejected", "failed"]
