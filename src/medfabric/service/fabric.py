@@ -306,6 +306,26 @@ class Fabric:
         if self._owns_engines:
             self.engines.close()
 
+    def reopened(self) -> Fabric:
+        """The same fabric and principal on engines of its own (catalog connections, blob writers, an
+        audit journal): what a forked process uses, never its parent's."""
+        engines = _open_engines(self.engines.config, self.engines.clock)
+        engines.kms = self.engines.kms
+        return Fabric(engines, self.principal, interface=self.interface, client=self.client)
+
+    def runs_alone(self) -> bool:
+        """Whether this process's only listeners are the fabric's own (the audit writer): then work
+        may be handed to another process opened with ``reopened`` without anyone here missing an
+        access or ingest event."""
+        from medfabric.service.audit import AuditWriter
+
+        engines = self.engines
+        return (
+            not engines.ingest_listeners
+            and all(isinstance(listener, AuditWriter) for listener in engines.listeners)
+            and isinstance(engines.clock, SystemClock)
+        )
+
     def __enter__(self) -> Fabric:
         return self
 
@@ -565,9 +585,19 @@ def open_fabric(
 ) -> Fabric:
     """Open an existing fabric (``$MEDFABRIC_HOME`` or ``~/.medfabric`` by default)."""
     config = load_config(Path(home).expanduser() if home is not None else default_home())
+    engines = _open_engines(config, clock or SystemClock())
+    try:
+        return Fabric(
+            engines, resolve_principal(engines.catalog, user or default_user()), interface=interface
+        )
+    except BaseException:
+        engines.close()
+        raise
+
+
+def _open_engines(config: FabricConfig, clock: Clock) -> Engines:
     catalog = open_catalog(config.catalog_url, key=catalog_key(config))
     try:
-        clock = clock or SystemClock()
         store = BlobStore(catalog, _backends(config, catalog, create=False), clock=clock)
         engines = Engines(
             config,
@@ -579,7 +609,7 @@ def open_fabric(
         from medfabric.service.audit import AuditWriter
 
         engines.listeners.append(AuditWriter(engines))
-        return Fabric(engines, resolve_principal(catalog, user or default_user()), interface=interface)
+        return engines
     except BaseException:
         catalog.close()
         raise

@@ -22,7 +22,7 @@ from medfabric.fs import volumes as volume_rows
 from medfabric.fs.model import Volume
 from medfabric.imaging import index
 from medfabric.imaging.index import reconcile
-from medfabric.imaging.ingest.importer import Progress, collect_files, import_files
+from medfabric.imaging.ingest.importer import Ingest, Progress, collect_files, import_files
 from medfabric.imaging.ingest.metadata import Placement, document_id, metadata_document
 from medfabric.imaging.ingest.model import IngestItem, IngestReport, ParsedInstance
 from medfabric.imaging.ingest.parse import MAGIC, PREAMBLE, parse_instance
@@ -119,11 +119,19 @@ class DicomService:
         if on_start is not None:
             on_start(len(files))
         pipeline = IngestPipeline(self.fabric)
+
+        def in_a_writer_process() -> tuple[Ingest, Callable[[], None]]:
+            fabric = self.fabric.reopened()
+            there = IngestPipeline(fabric, pipeline.settings)
+            return (lambda items: there.run(items, volume=volume, policy=policy)), fabric.close
+
         return import_files(
             files,
             lambda items: pipeline.run(items, volume=volume, policy=policy),
             workers=workers,
             progress=progress,
+            # other processes may write only where nobody in this one listens for what they do
+            processes=in_a_writer_process if self.fabric.runs_alone() else None,
         )
 
     def drop_folder(

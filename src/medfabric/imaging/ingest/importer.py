@@ -11,11 +11,16 @@ design: the pipeline is idempotent by SOP Instance UID. It never writes to the f
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import multiprocessing
 import os
+import pickle
 import queue
+import signal
 import stat
+import sys
 import threading
 import time
 import warnings
@@ -23,9 +28,10 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 
-from medfabric.errors import NotFound
+from medfabric.errors import NotFound, Unavailable
 from medfabric.fs.paths import local_file_uri
 from medfabric.imaging.ingest.metadata import with_attributes_text
 from medfabric.imaging.ingest.model import (
@@ -42,12 +48,17 @@ from medfabric.imaging.ingest.parse import parse_instance, parse_prefix
 
 Ingest = Callable[[list[IngestItem]], IngestReport]
 Progress = Callable[[int, int], None]  # (files done, bytes done)
+# Run in a forked writer process: that process's own ingest (on a fabric it opened), and its close.
+IngestFactory = Callable[[], tuple[Ingest, Callable[[], None]]]
 
 BATCH_FILES = 256
 BATCH_BYTES = 128 * 1024 * 1024  # two writers hold a batch's bytes each: 256 MB at most
 JOB_FILES = 16
 HEADER_READ = 64 * 1024  # what a worker reads first: the header of almost every instance
 INLINE_BELOW = 48  # fewer files than this are parsed in-process: a pool costs more to start
+PROCESSES_FROM = 2 * BATCH_FILES  # fewer files than this are written by threads of this process
+WRITER_PROCESSES = 2  # measured on two cores (docs/design/ingest.md); the catalog has one writer
+BATCHES_PER_PROCESS = 3  # queued in a writer process: one per writer thread and one waiting
 
 
 @dataclass(frozen=True)
@@ -80,12 +91,22 @@ def import_files(
     ingest: Ingest,
     *,
     workers: int | None = None,
-    batch_files: int = BATCH_FILES,
-    batch_bytes: int = BATCH_BYTES,
+    batch_files: int | None = None,
+    batch_bytes: int | None = None,
     progress: Progress | None = None,
+    processes: IngestFactory | None = None,
+    processes_from: int | None = None,
 ) -> IngestReport:
-    """Ingest ``files`` in batches; stops after a batch in which the fabric refused something."""
+    """Ingest ``files`` in batches; stops after a batch in which the fabric refused something.
+
+    With ``processes`` (and enough files, parser processes allowed and ``fork`` available), the
+    batches are written by ``WRITER_PROCESSES`` forked processes, each ingesting through what
+    ``processes`` makes there, instead of by threads of this process: the pipeline's Python no
+    longer shares one GIL."""
     started = time.perf_counter()
+    batch_files = batch_files or BATCH_FILES
+    batch_bytes = batch_bytes or BATCH_BYTES
+    processes_from = PROCESSES_FROM if processes_from is None else processes_from
     report = IngestReport()
     order = {str(path): number for number, path in enumerate(files)}
     counted = [0, 0]  # files, bytes done
@@ -96,22 +117,13 @@ def import_files(
         if progress is not None:
             progress(counted[0], counted[1])
 
-    def read_and_ingest(batch: list[_Parsed]) -> IngestReport:
-        """On a writer thread: read the batch's files (the GIL is released while reading, so two
-        threads read at once and reading overlaps the other batch's fsync), then ingest them."""
-        items: list[IngestItem] = []
-        refused: list[IngestOutcome] = []
-        for parsed in batch:
-            item_or_outcome = _item(parsed)
-            if isinstance(item_or_outcome, IngestOutcome):
-                refused.append(item_or_outcome)
-            else:
-                items.append(item_or_outcome)
-        result = ingest(items) if items else IngestReport()
-        result.outcomes.extend(refused)
-        return result
-
-    writer = _BatchWriter(read_and_ingest, done)
+    writer: _BatchWriter | _ProcessWriters
+    if processes is not None and _use_processes(len(files), workers, processes_from):
+        writer = _ProcessWriters(WRITER_PROCESSES, processes, done)
+        if workers is None:  # the parsers leave the writers their cores (2 cores: 1 parser is ~4 % faster)
+            workers = max(1, (os.cpu_count() or 1) - WRITER_PROCESSES)
+    else:
+        writer = _BatchWriter(functools.partial(_read_and_ingest, ingest), done)
     batch: list[_Parsed] = []
     batch_size = 0
     try:
@@ -141,6 +153,32 @@ def import_files(
         report.aborted = report.failed[0].message
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _read_and_ingest(ingest: Ingest, batch: list[_Parsed]) -> IngestReport:
+    """On a writer thread: read the batch's files (the GIL is released while reading, so two
+    threads read at once and reading overlaps the other batch's fsync), then ingest them."""
+    items: list[IngestItem] = []
+    refused: list[IngestOutcome] = []
+    for parsed in batch:
+        item_or_outcome = _item(parsed)
+        if isinstance(item_or_outcome, IngestOutcome):
+            refused.append(item_or_outcome)
+        else:
+            items.append(item_or_outcome)
+    result = ingest(items) if items else IngestReport()
+    result.outcomes.extend(refused)
+    return result
+
+
+def _use_processes(files: int, workers: int | None, processes_from: int) -> bool:
+    cores = os.cpu_count() or 1
+    return (
+        files >= processes_from
+        and workers != 0  # 0: the caller wants no other process
+        and cores >= 2
+        and "fork" in multiprocessing.get_all_start_methods()
+    )
 
 
 class _BatchWriter:
@@ -195,6 +233,179 @@ class _BatchWriter:
                 self.done(result, size)
             if result.failed:
                 self.failed.set()
+
+
+class _ProcessWriters:
+    """Hands batches to writer processes, forked here, each running a ``_BatchWriter`` of its own on
+    a fabric it opens itself (``IngestFactory``); the same interface as ``_BatchWriter``.
+
+    Forked, not spawned: a spawned process re-runs an unguarded ``__main__`` (a user's script) and
+    imports everything again. The child uses nothing of the parent's fabric (its connections, blob
+    writers and audit journal are its own) and leaves with ``os._exit``. A parent that dies closes
+    the pipes: its children finish the batches they hold and stop. Each batch is committed whole or
+    not at all, so a resumed import finds every one either stored or not."""
+
+    def __init__(self, count: int, factory: IngestFactory, done: Callable[[IngestReport, int], None]) -> None:
+        self.done = done
+        self.reports: list[IngestReport] = []
+        self.failed = threading.Event()
+        self._error: BaseException | None = None
+        self._changed = threading.Condition()
+        self._closing = False
+        context = multiprocessing.get_context("fork")
+        self._children: list[_Child] = []
+        with warnings.catch_warnings():  # (3.12+: forking a process with threads is deprecated)
+            warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+            for number in range(count):
+                here, there = context.Pipe()
+                process = context.Process(
+                    target=_writer_process,
+                    args=(os.getpid(), there, factory),
+                    name=f"medfabric-writer-{number}",
+                )
+                process.start()
+                there.close()
+                self._children.append(_Child(process, here))
+        self._receivers = [
+            threading.Thread(
+                target=self._receive, args=(child,), name="medfabric-writer-reports", daemon=True
+            )
+            for child in self._children
+        ]
+        for thread in self._receivers:
+            thread.start()
+
+    def submit(self, batch: list[_Parsed], size: int) -> None:
+        with self._changed:
+            while not self.failed.is_set() and all(
+                child.outstanding >= BATCHES_PER_PROCESS for child in self._children
+            ):
+                self._changed.wait()
+            if self.failed.is_set():
+                return
+            child = min(self._children, key=lambda candidate: candidate.outstanding)
+            child.outstanding += 1
+        try:
+            child.connection.send((batch, size))
+        except OSError as error:  # it died: its reader reports it
+            self._fail(Unavailable(f"an ingest writer process stopped: {error}"))
+
+    def close(self) -> None:
+        with self._changed:
+            self._closing = True
+        for child in self._children:
+            with contextlib.suppress(OSError):
+                child.connection.send(None)
+        for thread in self._receivers:
+            thread.join()
+        for child in self._children:
+            child.process.join()
+            child.connection.close()
+        if self._error is not None:
+            raise self._error
+
+    def _receive(self, child: _Child) -> None:
+        while True:
+            try:
+                message = child.connection.recv()
+            except (EOFError, OSError):
+                with self._changed:  # (after a refusal, what it held was skipped, not lost)
+                    lost = not self._closing or (child.outstanding > 0 and not self.failed.is_set())
+                if lost:
+                    self._fail(
+                        Unavailable(f"an ingest writer process stopped (exit code {_exit_code(child)})")
+                    )
+                return
+            if message[0] == "error":
+                self._fail(message[1])
+                continue
+            _kind, result, size = message
+            with self._changed:
+                child.outstanding -= 1
+                self.reports.append(result)
+                self.done(result, size)
+                if result.failed:
+                    self.failed.set()
+                self._changed.notify_all()
+
+    def _fail(self, error: BaseException) -> None:
+        with self._changed:
+            if self._error is None:
+                self._error = error
+            self.failed.set()
+            self._changed.notify_all()
+
+
+@dataclass
+class _Child:
+    process: multiprocessing.process.BaseProcess
+    connection: Connection
+    outstanding: int = 0  # batches sent and not reported
+
+
+def _exit_code(child: _Child) -> int | None:
+    child.process.join(timeout=5)
+    return child.process.exitcode
+
+
+def _writer_process(parent: int, connection: Connection, factory: IngestFactory) -> None:
+    """A writer process's life: open its own ingest, write the batches it is sent (two at once, as
+    the threads of one process do) and send back each batch's report, until told to stop.
+
+    It dies with its parent (Linux), as the threads it stands in for would: a killed import stops
+    writing at once, and a resumed one is not raced by the writers of the last. It ignores Ctrl-C,
+    which the whole terminal's process group gets: its parent decides, and lets it finish the
+    batches it holds."""
+    _die_with(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ingest, close = factory()
+    except BaseException as error:  # noqa: BLE001 - reported to the parent
+        _send_error(connection, error)
+        return
+    sending = threading.Lock()
+
+    def report(result: IngestReport, size: int) -> None:
+        with sending:
+            connection.send(("done", result, size))
+
+    writer = _BatchWriter(functools.partial(_read_and_ingest, ingest), report)
+    try:
+        while True:  # after a refusal the writer skips what it is sent, until the parent says stop
+            try:
+                work = connection.recv()
+            except (EOFError, OSError):  # the parent is gone: finish what was sent
+                break
+            if work is None:
+                break
+            writer.submit(*work)
+        writer.close()
+    except BaseException as error:  # noqa: BLE001 - reported to the parent
+        with sending:
+            _send_error(connection, error)
+    finally:
+        close()
+        connection.close()
+
+
+def _send_error(connection: Connection, error: BaseException) -> None:
+    with contextlib.suppress(OSError):
+        try:
+            connection.send(("error", error))
+        except (pickle.PicklingError, TypeError, AttributeError):  # an error that does not pickle
+            connection.send(("error", Unavailable(f"ingest writer process: {type(error).__name__}: {error}")))
+
+
+def _die_with(parent: int) -> None:
+    """Ask Linux to kill this process when its parent dies (PR_SET_PDEATHSIG); elsewhere a writer
+    process notices its parent is gone when its pipe closes, and stops after the batches it holds."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before that took effect
+        os._exit(1)
 
 
 def _item(parsed: _Parsed) -> IngestItem | IngestOutcome:
@@ -257,7 +468,7 @@ def _parse_all(files: list[Path], workers: int | None) -> Iterator[_Parsed]:
     count = workers if workers is not None else (os.cpu_count() or 1)
     if count <= 0 or len(names) < INLINE_BELOW:
         for name in names:
-            with warnings.catch_warnings():  # as the workers do (_quiet): the reasons are in the report
+            with warnings.catch_warnings():  # as the parsers do: the reasons are in the report
                 warnings.simplefilter("ignore")
                 parsed = parse_files([name])
             yield from parsed
@@ -271,7 +482,9 @@ def _parse_all(files: list[Path], workers: int | None) -> Iterator[_Parsed]:
     )
     with (
         warnings.catch_warnings(),
-        ProcessPoolExecutor(max_workers=count, mp_context=context, initializer=_quiet) as pool,
+        ProcessPoolExecutor(
+            max_workers=count, mp_context=context, initializer=_start_parser, initargs=(os.getpid(),)
+        ) as pool,
     ):
         warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
         queued: deque[Future[list[_Parsed]]] = deque()
@@ -287,8 +500,11 @@ def _parse_all(files: list[Path], workers: int | None) -> Iterator[_Parsed]:
                 future.cancel()
 
 
-def _quiet() -> None:
-    """Worker start-up: pydicom's warnings about odd values are noise on a progress bar."""
+def _start_parser(parent: int) -> None:
+    """Parser start-up: die with the parent (an orphan would wait forever to hand back a parse, since
+    it holds both ends of the pipe); pydicom's warnings about odd values are noise on a progress
+    bar."""
+    _die_with(parent)
     warnings.simplefilter("ignore")
     logging.getLogger("pydicom").setLevel(logging.ERROR)
 
