@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 from medfabric.errors import QuotaExceeded, Unavailable
 from medfabric.imaging.ingest import importer
-from medfabric.imaging.ingest.importer import Ingest, collect_files, import_files
+from medfabric.imaging.ingest.importer import Ingest, ProcessIngest, collect_files, import_files
 from medfabric.imaging.ingest.model import IngestItem, IngestReport
 from medfabric.imaging.synth import generate_ct_series_bulk
 from medfabric.service.fabric import Fabric, open_fabric
@@ -49,7 +50,7 @@ def test_writer_processes_store_what_threads_store(
     local_fabric.volumes.create("ct", "/ct")
     local_fabric.admin.config_save({"mfs.enable.audit.log": "1"})
     local_fabric.audit.data("ct", True)
-    assert local_fabric.runs_alone()
+    assert local_fabric.runs_alone(), [thread.name for thread in threading.enumerate()]
     report = local_fabric.dicom.import_paths([series], volume="ct")
     summary = report.summary()
     assert (summary["stored"], summary["failed"]) == (INSTANCES, 0)
@@ -74,6 +75,23 @@ def test_writer_processes_store_what_threads_store(
     assert local_fabric.audit.verify().ok
 
 
+def test_a_process_with_threads_of_someone_else_writes_with_threads(local_fabric: Fabric) -> None:
+    """A thread that is not the fabric's may hold a lock (in SQLite, in the allocator) at the
+    instant of a fork, held forever in the child: then the import stays in this process."""
+    assert local_fabric.runs_alone(), [thread.name for thread in threading.enumerate()]
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, name="someone-else")
+    other.start()
+    try:
+        assert not local_fabric.runs_alone()
+    finally:
+        stop.set()
+        other.join()
+    with local_fabric.quiesced():  # the audit writer's drain waits meanwhile
+        writer = local_fabric.engines.listeners[0]
+        assert not writer._drain_lock.acquire(blocking=False)  # type: ignore[attr-defined]
+
+
 def test_the_batches_are_written_by_other_processes(series: Path) -> None:
     pipe_read, pipe_write = os.pipe()
 
@@ -85,7 +103,12 @@ def test_the_batches_are_written_by_other_processes(series: Path) -> None:
         return ingest, lambda: None
 
     import_files(
-        collect_files([series]), nowhere, processes=factory, processes_from=0, batch_files=8, workers=1
+        collect_files([series]),
+        nowhere,
+        processes=ProcessIngest(factory),
+        processes_from=0,
+        batch_files=8,
+        workers=1,
     )
     os.close(pipe_write)
     with os.fdopen(pipe_read) as lines:
@@ -115,7 +138,7 @@ def test_a_writer_process_that_cannot_start_fails_the_import(series: Path) -> No
         raise Unavailable("no catalog here")
 
     with pytest.raises(Unavailable, match="no catalog here"):
-        import_files(collect_files([series]), nowhere, processes=factory, processes_from=0)
+        import_files(collect_files([series]), nowhere, processes=ProcessIngest(factory), processes_from=0)
 
 
 def test_a_writer_process_that_dies_fails_the_import(series: Path) -> None:
@@ -126,7 +149,7 @@ def test_a_writer_process_that_dies_fails_the_import(series: Path) -> None:
         return ingest, lambda: None
 
     with pytest.raises(Unavailable, match="writer process stopped"):
-        import_files(collect_files([series]), nowhere, processes=factory, processes_from=0)
+        import_files(collect_files([series]), nowhere, processes=ProcessIngest(factory), processes_from=0)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")

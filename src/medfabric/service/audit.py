@@ -12,7 +12,7 @@ import builtins
 import contextlib
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -193,6 +193,12 @@ class AuditWriter:
                 self.flush()
             except Exception as error:  # noqa: BLE001 - the records stay journaled; the next round retries
                 _raise_alarm(self.engines, f"cannot move audit records into the log: {error}")
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """No record is moved into the log meanwhile: the writer's thread is out of the catalog."""
+        with self._drain_lock:
+            yield
 
     def flush(self) -> None:
         """Move every record journaled so far into the chained log (readers of the log call this)."""

@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -141,6 +142,11 @@ class Engines:
         self.store.close()
         self.pool.shutdown(wait=True)
         self.catalog.close()
+
+
+# Threads of a fabric's engines, idle between the calls given them (pool workers) or stopped by
+# ``Fabric.quiesced`` (the audit writer's).
+OWN_THREADS = ("medfabric-audit", "medfabric-cpu", "medfabric-io")
 
 
 class Fabric:
@@ -314,17 +320,33 @@ class Fabric:
         return Fabric(engines, self.principal, interface=self.interface, client=self.client)
 
     def runs_alone(self) -> bool:
-        """Whether this process's only listeners are the fabric's own (the audit writer): then work
-        may be handed to another process opened with ``reopened`` without anyone here missing an
-        access or ingest event."""
+        """Whether work may be handed to a process forked from this one and opened with
+        ``reopened``: the only listeners are the fabric's own (the audit writer), so nobody here
+        misses an access or ingest event; the clock is the system's; and no thread runs here but
+        the fabric's own (the audit writer's, idle pool workers), so a fork copies no lock that a
+        thread of someone else's held half-way through a call (``quiesced`` stops the audit writer)."""
         from medfabric.service.audit import AuditWriter
 
         engines = self.engines
+        current = threading.current_thread()
         return (
             not engines.ingest_listeners
             and all(isinstance(listener, AuditWriter) for listener in engines.listeners)
             and isinstance(engines.clock, SystemClock)
+            and all(
+                thread is current or thread.name.startswith(OWN_THREADS) for thread in threading.enumerate()
+            )
         )
+
+    @contextlib.contextmanager
+    def quiesced(self) -> Iterator[None]:
+        """No audit record is moved into the log meanwhile (to fork: see ``runs_alone``)."""
+        with contextlib.ExitStack() as stack:
+            for listener in self.engines.listeners:
+                held = getattr(listener, "held", None)
+                if held is not None:
+                    stack.enter_context(held())
+            yield
 
     def __enter__(self) -> Fabric:
         return self

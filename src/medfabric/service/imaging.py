@@ -22,7 +22,13 @@ from medfabric.fs import volumes as volume_rows
 from medfabric.fs.model import Volume
 from medfabric.imaging import index
 from medfabric.imaging.index import reconcile
-from medfabric.imaging.ingest.importer import Ingest, Progress, collect_files, import_files
+from medfabric.imaging.ingest.importer import (
+    Ingest,
+    ProcessIngest,
+    Progress,
+    collect_files,
+    import_files,
+)
 from medfabric.imaging.ingest.metadata import Placement, document_id, metadata_document
 from medfabric.imaging.ingest.model import IngestItem, IngestReport, ParsedInstance
 from medfabric.imaging.ingest.parse import MAGIC, PREAMBLE, parse_instance
@@ -131,7 +137,9 @@ class DicomService:
             workers=workers,
             progress=progress,
             # other processes may write only where nobody in this one listens for what they do
-            processes=in_a_writer_process if self.fabric.runs_alone() else None,
+            processes=ProcessIngest(in_a_writer_process, self.fabric.quiesced)
+            if self.fabric.runs_alone()
+            else None,
         )
 
     def drop_folder(

@@ -27,6 +27,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -50,6 +51,18 @@ Ingest = Callable[[list[IngestItem]], IngestReport]
 Progress = Callable[[int, int], None]  # (files done, bytes done)
 # Run in a forked writer process: that process's own ingest (on a fabric it opened), and its close.
 IngestFactory = Callable[[], tuple[Ingest, Callable[[], None]]]
+
+
+@dataclass(frozen=True)
+class ProcessIngest:
+    """How batches are ingested by forked writer processes: ``open`` runs in each of them (its own
+    ingest, on a fabric of its own, and how to close it); ``forking`` is held in this process while
+    they are forked, so that no thread of it is half-way through a catalog call (a lock held there
+    would be held forever in the child)."""
+
+    open: IngestFactory
+    forking: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
+
 
 BATCH_FILES = 256
 BATCH_BYTES = 128 * 1024 * 1024  # two writers hold a batch's bytes each: 256 MB at most
@@ -94,7 +107,7 @@ def import_files(
     batch_files: int | None = None,
     batch_bytes: int | None = None,
     progress: Progress | None = None,
-    processes: IngestFactory | None = None,
+    processes: ProcessIngest | None = None,
     processes_from: int | None = None,
 ) -> IngestReport:
     """Ingest ``files`` in batches; stops after a batch in which the fabric refused something.
@@ -245,7 +258,7 @@ class _ProcessWriters:
     the pipes: its children finish the batches they hold and stop. Each batch is committed whole or
     not at all, so a resumed import finds every one either stored or not."""
 
-    def __init__(self, count: int, factory: IngestFactory, done: Callable[[IngestReport, int], None]) -> None:
+    def __init__(self, count: int, how: ProcessIngest, done: Callable[[IngestReport, int], None]) -> None:
         self.done = done
         self.reports: list[IngestReport] = []
         self.failed = threading.Event()
@@ -254,13 +267,13 @@ class _ProcessWriters:
         self._closing = False
         context = multiprocessing.get_context("fork")
         self._children: list[_Child] = []
-        with warnings.catch_warnings():  # (3.12+: forking a process with threads is deprecated)
+        with how.forking(), warnings.catch_warnings():  # (3.12+ warns of forking with threads)
             warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
             for number in range(count):
                 here, there = context.Pipe()
                 process = context.Process(
                     target=_writer_process,
-                    args=(os.getpid(), there, factory),
+                    args=(os.getpid(), there, how.open),
                     name=f"medfabric-writer-{number}",
                 )
                 process.start()
