@@ -64,7 +64,7 @@ def _exit_code(report: IngestReport, strict: bool) -> int:
 @opt(
     "workers",
     type=click.IntRange(0, 64),
-    help="Parser processes (default: one per core; 0 parses in-process).",
+    help="Parser processes (default: one per core the writers leave; 0: parse and write in this process).",
 )
 @opt("strict", is_flag=True, help="Exit 22 when any file was rejected (default: 0, rejections are reported).")
 @json_option
