@@ -116,6 +116,9 @@ def _import_with_bar(
         TimeRemainingColumn(),
         console=Console(stderr=True),
         transient=False,
+        # Redrawn as batches complete, not by a thread of its own: a thread that is not the fabric's
+        # would keep the import from forking its writer processes (Fabric.runs_alone).
+        auto_refresh=False,
     )
     task = bar.add_task("import", total=None, rate="")
     with bar:
@@ -124,11 +127,12 @@ def _import_with_bar(
             volume=volume,
             policy=policy,
             workers=workers,
-            on_start=lambda total: bar.update(task, total=total),
+            on_start=lambda total: bar.update(task, total=total, refresh=True),
             progress=lambda files, size: bar.update(
                 task,
                 completed=files,
                 rate=f"{size / 1e6 / max(bar.tasks[0].elapsed or 1e-9, 1e-9):.0f} MB/s",
+                refresh=True,
             ),
         )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import logging
 import multiprocessing
 import os
@@ -267,8 +268,8 @@ class _ProcessWriters:
         self._closing = False
         context = multiprocessing.get_context("fork")
         self._children: list[_Child] = []
-        with how.forking(), warnings.catch_warnings():  # (3.12+ warns of forking with threads)
-            warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+        with how.forking(), warnings.catch_warnings(), _frozen_heap():
+            warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)  # (3.12+)
             for number in range(count):
                 here, there = context.Pipe()
                 process = context.Process(
@@ -349,6 +350,22 @@ class _ProcessWriters:
             self._changed.notify_all()
 
 
+@contextlib.contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """Around a fork: what the parent holds is left out of the child's garbage collections, so a
+    collection there never finalizes an object of the parent's (a database connection that would
+    close a socket the parent still uses), and the pages stay shared (Python's gc.freeze advice)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        if enabled:
+            gc.enable()
+
+
 @dataclass
 class _Child:
     process: multiprocessing.process.BaseProcess
@@ -371,6 +388,7 @@ def _writer_process(parent: int, connection: Connection, factory: IngestFactory)
     batches it holds."""
     _die_with(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.enable()  # (forked with it off: see _frozen_heap; what the parent held stays frozen here)
     try:
         ingest, close = factory()
     except BaseException as error:  # noqa: BLE001 - reported to the parent
