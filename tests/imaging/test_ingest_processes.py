@@ -75,6 +75,16 @@ def test_writer_processes_store_what_threads_store(
     assert local_fabric.audit.verify().ok
 
 
+def test_writer_processes_on_either_catalog(fabric: Fabric, series: Path, in_processes: None) -> None:
+    fabric.volumes.create("ct", "/ct")
+    assert fabric.runs_alone(), [thread.name for thread in threading.enumerate()]
+    summary = fabric.dicom.import_paths([series], volume="ct").summary()
+    assert (summary["stored"], summary["failed"]) == (INSTANCES, 0)
+    assert len(fabric.dicom.find("instance")) == INSTANCES
+    assert fabric.dicom.find("series")[0]["number_of_series_related_instances"] == 50
+    assert fabric.admin.fsck() == []
+
+
 def test_a_process_with_threads_of_someone_else_writes_with_threads(local_fabric: Fabric) -> None:
     """A thread that is not the fabric's may hold a lock (in SQLite, in the allocator) at the
     instant of a fork, held forever in the child: then the import stays in this process."""
