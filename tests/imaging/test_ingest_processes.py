@@ -213,3 +213,22 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_a_failing_progress_callback_ends_the_import_with_its_error(series: Path) -> None:
+    def factory() -> tuple[Ingest, Callable[[], None]]:
+        return (lambda items: IngestReport()), lambda: None
+
+    def progress(files: int, size: int) -> None:
+        if size:  # a batch's report, handed on by a thread that reads a writer process's reports
+            raise RuntimeError("the terminal is gone")
+
+    with pytest.raises(RuntimeError, match="the terminal is gone"):
+        import_files(
+            collect_files([series]),
+            nowhere,
+            processes=ProcessIngest(factory),
+            processes_from=0,
+            batch_files=8,
+            progress=progress,
+        )

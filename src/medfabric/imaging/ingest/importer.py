@@ -330,17 +330,23 @@ class _ProcessWriters:
                         Unavailable(f"an ingest writer process stopped (exit code {_exit_code(child)})")
                     )
                 return
+            except Exception as error:  # noqa: BLE001 - a report that does not unpickle; read on
+                self._fail(Unavailable(f"an ingest writer process sent an unreadable report: {error}"))
+                continue
             if message[0] == "error":
                 self._fail(message[1])
                 continue
             _kind, result, size = message
-            with self._changed:
-                child.outstanding -= 1
-                self.reports.append(result)
-                self.done(result, size)
-                if result.failed:
-                    self.failed.set()
-                self._changed.notify_all()
+            try:
+                with self._changed:
+                    child.outstanding -= 1
+                    self.reports.append(result)
+                    if result.failed:
+                        self.failed.set()
+                    self._changed.notify_all()
+                    self.done(result, size)
+            except Exception as error:  # noqa: BLE001 - the caller's progress callback: reported by close
+                self._fail(error)
 
     def _fail(self, error: BaseException) -> None:
         with self._changed:
