@@ -124,12 +124,14 @@ def import_files(
     report = IngestReport()
     order = {str(path): number for number, path in enumerate(files)}
     counted = [0, 0]  # files, bytes done
+    counting = threading.Lock()  # rejections are counted here, batches by the writers' threads
 
     def done(result: IngestReport, size: int) -> None:
-        counted[0] += len(result.outcomes)
-        counted[1] += size
-        if progress is not None:
-            progress(counted[0], counted[1])
+        with counting:
+            counted[0] += len(result.outcomes)
+            counted[1] += size
+            if progress is not None:
+                progress(counted[0], counted[1])
 
     writer: _BatchWriter | _ProcessWriters
     if processes is not None and _use_processes(len(files), workers, processes_from):
