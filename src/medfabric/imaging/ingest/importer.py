@@ -87,13 +87,11 @@ def collect_files(paths: list[Path]) -> list[Path]:
     """Every regular file under ``paths`` (recursively, sorted, hidden names skipped)."""
     found: list[Path] = []
     for root in paths:
-        if root.is_dir():
-            pass
-        elif root.exists():  # a file; or a FIFO, socket or device, which parsing reports
-            found.append(root)
+        if not root.is_dir():
+            if not root.exists():
+                raise NotFound(f"{root}: no such file or directory")
+            found.append(root)  # a file; or a FIFO, socket or device, which parsing reports
             continue
-        else:
-            raise NotFound(f"{root}: no such file or directory")
         for directory, names, files in os.walk(root):
             names[:] = sorted(name for name in names if not name.startswith("."))
             found.extend(Path(directory, name) for name in sorted(files) if not name.startswith("."))
@@ -257,9 +255,10 @@ class _ProcessWriters:
 
     Forked, not spawned: a spawned process re-runs an unguarded ``__main__`` (a user's script) and
     imports everything again. The child uses nothing of the parent's fabric (its connections, blob
-    writers and audit journal are its own) and leaves with ``os._exit``. A parent that dies closes
-    the pipes: its children finish the batches they hold and stop. Each batch is committed whole or
-    not at all, so a resumed import finds every one either stored or not."""
+    writers and audit journal are its own) and leaves with ``os._exit``. On Linux it dies with its
+    parent; elsewhere a parent that dies closes the pipes and its children finish the batches they
+    hold, then stop. Each batch is committed whole or not at all, so a resumed import finds every
+    one either stored or not."""
 
     def __init__(self, count: int, how: ProcessIngest, done: Callable[[IngestReport, int], None]) -> None:
         self.done = done
