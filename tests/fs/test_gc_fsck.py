@@ -7,6 +7,7 @@ import os
 import sqlalchemy as sa
 
 from medfabric.blobstore.local import LocalBackend
+from medfabric.blobstore.pack import PACK_HEADER_SIZE
 from medfabric.catalog.schema import blobs, packs, volumes
 from medfabric.clock import ManualClock
 from medfabric.service.fabric import Fabric
@@ -135,3 +136,20 @@ def test_gc_honours_an_injected_clock(tmp_path: os.PathLike[str]) -> None:
         assert fabric.admin.gc().blobs_deleted == 1
     finally:
         fabric.close()
+
+
+def test_an_empty_pack_claimed_by_a_writer_killed_before_creating_it_is_no_problem(
+    local_fabric: Fabric,
+) -> None:
+    """A writer commits its claim of a new pack, then creates its object: killed in between, it
+    leaves a row with nothing committed and no object — nothing lost, and reused by the next writer."""
+    local_fabric.volumes.create("v", "/v", replication=1)
+    local_fabric.fs.write("/v/a", b"x" * 1000)
+    with local_fabric.catalog.write() as conn:
+        row = dict(conn.execute(sa.select(packs)).first()._mapping)  # type: ignore[union-attr]
+        row.update(id="ff" * 16, state="open", size=PACK_HEADER_SIZE, blob_count=0, writer="gone:1")
+        conn.execute(packs.insert().values(**row))
+    assert local_fabric.admin.fsck() == []
+    with local_fabric.catalog.write() as conn:  # one that holds committed bytes is a problem, as ever
+        conn.execute(packs.update().where(packs.c.id == "ff" * 16).values(size=PACK_HEADER_SIZE + 10))
+    assert "pack-missing" in {p.kind for p in local_fabric.admin.fsck()}

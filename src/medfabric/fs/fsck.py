@@ -234,6 +234,10 @@ def _check_pack_objects(store: BlobStore, pack_rows: Sequence[Any]) -> list[Prob
                 )
                 continue
             info = backend.stat(name)
+            if info is None and state == "open" and int(str(size)) <= PACK_HEADER_SIZE:
+                # Nothing committed in it: a writer claimed it and stopped (killed) before creating
+                # its object, or is about to. Nothing is lost; the next writer to claim it creates it.
+                continue
             if info is None:
                 problems.append(
                     Problem("error", "pack-missing", f"pack {pack_id}", f"no object at {backend.uri}")

@@ -7,14 +7,18 @@ like the rest of the service and never lets a caller near the catalog or the blo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from medfabric.catalog.schema import config_values
 from medfabric.docdb.conditions import condition_from_text
 from medfabric.errors import InvalidInput, NotFound
 from medfabric.fs import namespace
@@ -33,6 +37,7 @@ from medfabric.imaging.ingest.metadata import Placement, document_id, metadata_d
 from medfabric.imaging.ingest.model import IngestItem, IngestReport, ParsedInstance
 from medfabric.imaging.ingest.parse import MAGIC, PREAMBLE, parse_instance
 from medfabric.imaging.ingest.pipeline import (
+    DEFAULT_METADATA_TABLE,
     POLICIES,
     SETTING_DEFAULT_VOLUME,
     SETTING_METADATA_TABLE,
@@ -47,6 +52,15 @@ from medfabric.service.access import READ, decide, require_admin, volume_read_ac
 
 if TYPE_CHECKING:
     from medfabric.service.fabric import Fabric
+
+
+def _metadata_table(conn: Connection) -> str | None:
+    """The metadata table's path (the setting, read in the caller's transaction), or None."""
+    value = conn.execute(
+        sa.select(config_values.c.value).where(config_values.c.key == SETTING_METADATA_TABLE)
+    ).scalar()
+    table = DEFAULT_METADATA_TABLE if value is None else str(value).strip()
+    return table or None
 
 
 class DicomService:
@@ -319,6 +333,69 @@ class DicomService:
             "added": len(records),
             "skipped": skipped,
         }
+
+    # -- following the namespace (fs rm, fs mv), inside the transaction that changes it --
+
+    def files_removed(self, conn: Connection, volume_id: int, inos: Collection[int]) -> None:
+        """These files of the volume are gone: their instances leave the index and the metadata
+        table (a file the index does not know costs one indexed lookup)."""
+        rows = reconcile.rows_of_files(conn, volume_id, inos) if inos else []
+        if not rows:
+            return
+        now = self.fabric.clock.now_ms()
+        touched = index.delete_instances(conn, [row.id for row in rows])
+        touched |= reconcile.recompute_latest(conn, [row.sop_uid for row in rows])
+        index.refresh_counts(conn, touched, now)
+        self._change_documents(conn, [("delete", row, ()) for row in rows])
+
+    def files_moved(
+        self,
+        conn: Connection,
+        volume_id: int,
+        source: str,
+        destination: str,
+        target: Volume | None = None,
+        inode_of: Callable[[str], int | None] | None = None,
+        *,
+        file_ino: int | None = None,
+    ) -> None:
+        """The file (``file_ino``: found by its inode, one indexed lookup) or the tree at ``source``
+        (found by path: a scan of the volume's instances) is now at ``destination`` — in ``target``,
+        with the new inodes ``inode_of`` gives, when it moved to another volume: its instances' rows
+        and documents follow it."""
+        if file_ino is not None:
+            rows = reconcile.rows_of_files(conn, volume_id, [file_ino])
+        else:
+            rows = reconcile.rows_under(conn, volume_id, source)
+        changes: list[tuple[str, Any, tuple[Any, ...]]] = []
+        for row in rows:
+            path = destination + row.path[len(source) :]
+            values: dict[str, Any] = {"path": path}
+            document: dict[str, Any] = {"path": path}
+            if target is not None and inode_of is not None:
+                ino = inode_of(path)
+                if ino is None:  # not copied after all: it is gone
+                    self.files_removed(conn, volume_id, [row.ino])
+                    continue
+                values.update(volume_id=target.id, ino=ino)
+                document["volume"] = target.name
+            reconcile.update_row(conn, row.id, values)
+            changes.append(("update", row, ({"$set": document},)))
+        self._change_documents(conn, changes)
+
+    def _change_documents(self, conn: Connection, changes: list[tuple[str, Any, tuple[Any, ...]]]) -> None:
+        """The metadata documents of index rows: (operation, row, its arguments) each."""
+        path = _metadata_table(conn) if changes else None
+        if path is None:
+            return
+        indexer = self.fabric.acting_as(replace(self.fabric.principal, admin=True))
+        try:
+            table = indexer.tables.writable_within(conn, path)
+        except NotFound:
+            return
+        for operation, row, args in changes:
+            with contextlib.suppress(NotFound):
+                getattr(table, operation)(conn, document_id(row.sop_uid, row.version), *args)
 
     def _read_instance(self, path: str) -> ParsedInstance | None:
         with self.fabric.fs.open(path) as reader:

@@ -241,6 +241,12 @@ class TableService:
             check_writable(located.volume)
             return getattr(table, operation)(conn, *args, **kwargs)
 
+    def writable_within(self, conn: Connection, path: str) -> DocumentTable:
+        """The table at ``path`` to write inside the caller's transaction (for the imaging index,
+        which follows the files it describes); NotFound if there is none."""
+        _located, _entry, table = self._table(conn, path, WRITE)
+        return table
+
     def upsert_documents(
         self, conn: Connection, path: str, documents: Iterable[Mapping[str, Any] | EncodedDocument]
     ) -> int:

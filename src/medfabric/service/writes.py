@@ -36,7 +36,7 @@ from medfabric.fs.model import (
     FileStat,
     Volume,
 )
-from medfabric.fs.namespace import VolumeWriter, list_children, load_mounts
+from medfabric.fs.namespace import VolumeWriter, list_children, load_mounts, walk
 from medfabric.fs.paths import check_name
 from medfabric.service.access import ADDCHILD, DELETECHILD, LOOKUPDIR, WRITE, inherited_aces, require
 from medfabric.service.lineage import edge_rows, insert_edges
@@ -243,6 +243,8 @@ class FileWrites:
             if not overwrite:
                 raise Conflict(f"{located.path} already exists (use -f to replace it)")
             require(self.fabric.principal, writer.volume, existing, WRITE, located.path)
+            # new content: whatever instance the index knew there is gone (`dicom reindex` reads the new)
+            self.fabric.dicom.files_removed(writer.conn, writer.volume.id, [existing.ino])
             return writer.update(
                 existing,
                 size=prepared.size,
@@ -597,6 +599,10 @@ class FileWrites:
                 raise Conflict(f"{path} holds the JSON table {tables[0]}: delete it with `table delete`")
             for entry in reversed(doomed):
                 writer.retire(entry, touch_parent=entry is target)
+            # the imaging index and metadata table forget the instances, in the same transaction
+            fabric.dicom.files_removed(
+                conn, writer.volume.id, [entry.ino for entry in doomed if entry.kind == KIND_FILE]
+            )
             self._finish(writer)
             return len(doomed)
 
@@ -654,16 +660,46 @@ class FileWrites:
                     if existing.is_dir and list_children(conn, writer.volume.id, existing.ino):
                         raise NotEmpty(f"{destination} is a directory that is not empty")
                     writer.retire(existing)
+                    if existing.kind == KIND_FILE:
+                        fabric.dicom.files_removed(conn, writer.volume.id, [existing.ino])
                 moved = writer.update(entry, parent_ino=directory.ino, name=name)
+                fabric.dicom.files_moved(
+                    conn,
+                    writer.volume.id,
+                    src.path,
+                    dst.path,
+                    file_ino=entry.ino if entry.kind == KIND_FILE else None,
+                )
                 self._finish(writer)
                 return entry_stat(dst, moved)
 
     def _move_across(self, src: Located, dst: Located) -> FileStat:
-        if self.stat(src.path).type == "table":
+        moving = self.stat(src.path)
+        if moving.type == "table":
             raise Conflict(f"{src.path} is a JSON table: it cannot move to another volume")
         if self.exists(dst.path):
             raise Conflict(f"{dst.path} already exists in another volume")
         self._copy_tree(src.path, dst.path)
+        fabric = self.fabric
+        with fabric.catalog.write() as conn:  # the instances moved go with their files
+            mounts = load_mounts(conn)
+
+            def inode_of(path: str) -> int | None:
+                try:
+                    located = locate(conn, path, mounts)
+                    return walk(conn, located.volume, located.inside)[-1].ino
+                except NotFound:
+                    return None
+
+            fabric.dicom.files_moved(
+                conn,
+                src.volume.id,
+                src.path,
+                dst.path,
+                dst.volume,
+                inode_of,
+                file_ino=moving.ino if moving.type == "file" else None,
+            )
         self.remove(src.path, recursive=True)
         return self.stat(dst.path)
 

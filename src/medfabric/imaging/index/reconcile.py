@@ -75,6 +75,46 @@ def indexed_rows(conn: Connection, volume_id: int) -> list[IndexedRow]:
     return [IndexedRow(int(r.id), str(r.sop_uid), int(r.version), int(r.ino), str(r.path)) for r in rows]
 
 
+def rows_of_files(conn: Connection, volume_id: int, inos: Iterable[int]) -> list[IndexedRow]:
+    """The index rows of these files of the volume (by inode)."""
+    found: list[IndexedRow] = []
+    for part in chunked(sorted(set(inos))):
+        found.extend(
+            _rows(conn, (dicom_instances.c.volume_id == volume_id) & dicom_instances.c.ino.in_(part))
+        )
+    return found
+
+
+def rows_under(conn: Connection, volume_id: int, path: str) -> list[IndexedRow]:
+    """The index rows of the file at ``path`` or of the files below it, in the volume."""
+    below = path.rstrip("/") + "/"
+    return _rows(
+        conn,
+        (dicom_instances.c.volume_id == volume_id)
+        & (
+            (dicom_instances.c.path == path)
+            | (sa.func.substr(dicom_instances.c.path, 1, len(below)) == below)
+        ),
+    )
+
+
+def _rows(conn: Connection, condition: sa.ColumnElement[bool]) -> list[IndexedRow]:
+    rows = conn.execute(
+        sa.select(
+            dicom_instances.c.id,
+            dicom_instances.c.sop_uid,
+            dicom_instances.c.version,
+            dicom_instances.c.ino,
+            dicom_instances.c.path,
+        ).where(condition)
+    )
+    return [IndexedRow(int(r.id), str(r.sop_uid), int(r.version), int(r.ino), str(r.path)) for r in rows]
+
+
+def update_row(conn: Connection, row_id: int, values: dict[str, object]) -> None:
+    conn.execute(dicom_instances.update().where(dicom_instances.c.id == row_id).values(**values))
+
+
 def update_paths(conn: Connection, moved: dict[int, str]) -> None:
     """Index rows (by id) whose file was renamed: their new paths."""
     for row_id, path in moved.items():
