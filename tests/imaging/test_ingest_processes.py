@@ -232,3 +232,32 @@ def test_a_failing_progress_callback_ends_the_import_with_its_error(series: Path
             batch_files=8,
             progress=progress,
         )
+
+
+def test_writer_processes_on_an_encrypted_catalog_and_volume(
+    tmp_path: Path, series: Path, in_processes: None
+) -> None:
+    """The writers open the fabric with its keys (the catalog's, the volume's) as the parent did."""
+    from medfabric.service.fabric import init_fabric
+
+    fabric = init_fabric(tmp_path / "home", datadirs=[tmp_path / "d"], user="admin", encrypt_catalog=True)
+    with fabric:
+        fabric.volumes.create("ct", "/ct", dare=True)
+        assert fabric.runs_alone()
+        summary = fabric.dicom.import_paths([series], volume="ct").summary()
+        assert (summary["stored"], summary["failed"]) == (INSTANCES, 0)
+        first = sorted(series.rglob("*.dcm"))[0]
+        row = fabric.dicom.find("instance", {"sop_uid": _sop_uid(first)})[0]
+        assert fabric.fs.read(row["path"]) == first.read_bytes()
+        assert fabric.admin.fsck() == []
+    raw = b"".join(path.read_bytes() for path in (tmp_path / "d").rglob("*.pack"))
+    assert first.read_bytes()[-4096:] not in raw  # the pixels are not stored in the clear
+
+
+def _sop_uid(path: Path) -> str:
+    from medfabric.imaging.ingest.model import ParsedInstance
+    from medfabric.imaging.ingest.parse import parse_instance
+
+    parsed = parse_instance(path.read_bytes())
+    assert isinstance(parsed, ParsedInstance)
+    return parsed.sop_instance_uid
