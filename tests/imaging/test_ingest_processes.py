@@ -12,12 +12,19 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from medfabric.errors import QuotaExceeded, Unavailable
 from medfabric.imaging.ingest import importer
-from medfabric.imaging.ingest.importer import Ingest, ProcessIngest, collect_files, import_files
+from medfabric.imaging.ingest.importer import (
+    Ingest,
+    IngestFactory,
+    ProcessIngest,
+    collect_files,
+    import_files,
+)
 from medfabric.imaging.ingest.model import IngestItem, IngestReport
 from medfabric.imaging.synth import generate_ct_series_bulk
 from medfabric.service.fabric import Fabric, open_fabric
@@ -112,14 +119,7 @@ def test_the_batches_are_written_by_other_processes(series: Path) -> None:
 
         return ingest, lambda: None
 
-    import_files(
-        collect_files([series]),
-        nowhere,
-        processes=ProcessIngest(factory),
-        processes_from=0,
-        batch_files=8,
-        workers=1,
-    )
+    write_in_processes(series, factory, batch_files=8, workers=1)
     os.close(pipe_write)
     with os.fdopen(pipe_read) as lines:
         batches = [tuple(int(field) for field in line.split()) for line in lines]
@@ -130,6 +130,13 @@ def test_the_batches_are_written_by_other_processes(series: Path) -> None:
 
 def nowhere(items: list[IngestItem]) -> IngestReport:
     raise AssertionError("the batches were to be written by other processes")
+
+
+def write_in_processes(series: Path, factory: IngestFactory, **options: Any) -> IngestReport:
+    """Import the series through writer processes that ingest with what ``factory`` makes."""
+    return import_files(
+        collect_files([series]), nowhere, processes=ProcessIngest(factory), processes_from=0, **options
+    )
 
 
 def test_a_refusal_in_a_writer_process_stops_the_import(
@@ -148,7 +155,7 @@ def test_a_writer_process_that_cannot_start_fails_the_import(series: Path) -> No
         raise Unavailable("no catalog here")
 
     with pytest.raises(Unavailable, match="no catalog here"):
-        import_files(collect_files([series]), nowhere, processes=ProcessIngest(factory), processes_from=0)
+        write_in_processes(series, factory)
 
 
 def test_a_writer_process_that_dies_fails_the_import(series: Path) -> None:
@@ -159,7 +166,7 @@ def test_a_writer_process_that_dies_fails_the_import(series: Path) -> None:
         return ingest, lambda: None
 
     with pytest.raises(Unavailable, match="writer process stopped"):
-        import_files(collect_files([series]), nowhere, processes=ProcessIngest(factory), processes_from=0)
+        write_in_processes(series, factory)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
@@ -224,14 +231,7 @@ def test_a_failing_progress_callback_ends_the_import_with_its_error(series: Path
             raise RuntimeError("the terminal is gone")
 
     with pytest.raises(RuntimeError, match="the terminal is gone"):
-        import_files(
-            collect_files([series]),
-            nowhere,
-            processes=ProcessIngest(factory),
-            processes_from=0,
-            batch_files=8,
-            progress=progress,
-        )
+        write_in_processes(series, factory, batch_files=8, progress=progress)
 
 
 def test_writer_processes_on_an_encrypted_catalog_and_volume(

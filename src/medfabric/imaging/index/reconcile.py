@@ -63,16 +63,7 @@ def live_files(conn: Connection, volume: Volume) -> dict[int, str]:
 
 
 def indexed_rows(conn: Connection, volume_id: int) -> list[IndexedRow]:
-    rows = conn.execute(
-        sa.select(
-            dicom_instances.c.id,
-            dicom_instances.c.sop_uid,
-            dicom_instances.c.version,
-            dicom_instances.c.ino,
-            dicom_instances.c.path,
-        ).where(dicom_instances.c.volume_id == volume_id)
-    )
-    return [IndexedRow(int(r.id), str(r.sop_uid), int(r.version), int(r.ino), str(r.path)) for r in rows]
+    return _rows(conn, dicom_instances.c.volume_id == volume_id)
 
 
 def rows_of_files(conn: Connection, volume_id: int, inos: Iterable[int]) -> list[IndexedRow]:
@@ -149,13 +140,4 @@ def recompute_latest(conn: Connection, sop_uids: Iterable[str]) -> set[int]:
 
 def orphaned_rows(conn: Connection) -> list[IndexedRow]:
     """Index rows of volumes that no longer exist (`volume remove`)."""
-    rows = conn.execute(
-        sa.select(
-            dicom_instances.c.id,
-            dicom_instances.c.sop_uid,
-            dicom_instances.c.version,
-            dicom_instances.c.ino,
-            dicom_instances.c.path,
-        ).where(dicom_instances.c.volume_id.not_in(sa.select(volumes.c.id)))
-    )
-    return [IndexedRow(int(r.id), str(r.sop_uid), int(r.version), int(r.ino), str(r.path)) for r in rows]
+    return _rows(conn, dicom_instances.c.volume_id.not_in(sa.select(volumes.c.id)))
